@@ -1,0 +1,110 @@
+"""Metrics overall and per group, Markdown tables, and the learning-curve figures of a run."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .data import GENDERS, RACES, age_bracket
+
+
+def _scores(part: pd.DataFrame) -> dict:
+    return {
+        "n": int(len(part)),
+        "gender_accuracy": float(((part["female_probability"] >= 0.5).astype(int) == part["gender"]).mean()),
+        "age_mae": float((part["predicted_age"] - part["age"]).abs().mean()),
+    }
+
+
+def breakdown(frame: pd.DataFrame) -> dict:
+    """Gender accuracy and age MAE overall, per age bracket, per gender and per race (where labelled).
+
+    `frame` holds true `age`, `gender` (0 male, 1 female), optional `race`, and `predicted_age`,
+    `female_probability`.
+    """
+    if frame.empty:
+        raise ValueError("nothing to evaluate: no readable labelled images")
+    result = {"overall": _scores(frame)}
+    brackets = frame["age"].map(age_bracket)
+    order = [b for b in ("0-9", "10-19", "20-39", "40-59", "60+") if (brackets == b).any()]
+    result["age_bracket"] = {b: _scores(frame[brackets == b]) for b in order}
+    result["gender"] = {GENDERS[g]: _scores(frame[frame["gender"] == g]) for g in (0, 1) if (frame["gender"] == g).any()}
+    if "race" in frame and frame["race"].notna().any():
+        races = frame["race"].dropna().astype(int)
+        result["race"] = {RACES[r]: _scores(frame.loc[races.index[races == r]]) for r in sorted(races.unique())}
+    return result
+
+
+def breakdown_markdown(result: dict, title: str) -> str:
+    lines = [f"# {title}", "", "| group | images | gender accuracy | age MAE (years) |", "|---|---:|---:|---:|"]
+    overall = result["overall"]
+    lines.append(f"| **overall** | {overall['n']} | {overall['gender_accuracy']:.2%} | {overall['age_mae']:.2f} |")
+    for section, label in (("age_bracket", "age"), ("gender", "gender"), ("race", "race")):
+        for name, scores in result.get(section, {}).items():
+            lines.append(f"| {label} {name} | {scores['n']} | {scores['gender_accuracy']:.2%} | "
+                         f"{scores['age_mae']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def evaluate_frame(predictor, frame: pd.DataFrame, pixels: np.ndarray | None = None) -> pd.DataFrame:
+    """`frame` with `predicted_age` and `female_probability` from `predictor` (unreadable images dropped)."""
+    from .images import load_crops
+
+    if pixels is None:
+        pixels, readable = load_crops(frame["path"].tolist(), predictor.image_size)
+        frame, pixels = frame[readable], pixels[readable]
+    ages, females = predictor.predict_pixels(pixels)
+    return frame.assign(predicted_age=ages, female_probability=females)
+
+
+def write_evaluation(result: dict, out_prefix: Path, title: str) -> tuple[Path, Path]:
+    json_path, md_path = out_prefix.with_suffix(".json"), out_prefix.with_suffix(".md")
+    json_path.write_text(json.dumps(result, indent=2) + "\n")
+    md_path.write_text(breakdown_markdown(result, title))
+    return json_path, md_path
+
+
+def plot_history(history: pd.DataFrame, out_dir: Path, title: str) -> list[Path]:
+    """The report's two figures: gender loss + accuracy, and age loss + MAE, training against validation."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = history["epoch"] + 1
+    paths = []
+    for task, metric, label in (("gender", "accuracy", "accuracy"), ("age", "mae", "MAE (years)")):
+        figure, axes = plt.subplots(1, 2, figsize=(11, 4))
+        for axis, key, name in ((axes[0], f"{task}_loss", "loss"), (axes[1], f"{task}_{metric}", label)):
+            axis.plot(epochs, history[key], label="training")
+            axis.plot(epochs, history[f"val_{key}"], label="validation")
+            axis.set_xlabel("epoch")
+            axis.set_ylabel(name)
+            axis.set_title(f"{task} {name}")
+            axis.grid(alpha=0.3)
+            axis.legend()
+        figure.suptitle(title)
+        figure.tight_layout()
+        path = out_dir / f"{task}_curves.png"
+        figure.savefig(path, dpi=100)
+        plt.close(figure)
+        paths.append(path)
+    return paths
+
+
+def history_summary(history: pd.DataFrame) -> dict:
+    """Best validation gender accuracy and lowest validation MAE with their (1-based) epochs, and final values."""
+    best_acc = history["val_gender_accuracy"].idxmax()
+    best_mae = history["val_age_mae"].idxmin()
+    last = history.iloc[-1]
+    return {
+        "epochs_run": int(len(history)),
+        "best_val_gender_accuracy": float(history.loc[best_acc, "val_gender_accuracy"]),
+        "best_val_gender_accuracy_epoch": int(history.loc[best_acc, "epoch"]) + 1,
+        "lowest_val_age_mae": float(history.loc[best_mae, "val_age_mae"]),
+        "lowest_val_age_mae_epoch": int(history.loc[best_mae, "epoch"]) + 1,
+        "final": {key: float(last[key]) for key in ("gender_accuracy", "age_mae", "val_gender_accuracy",
+                                                    "val_age_mae", "loss", "val_loss")},
+    }

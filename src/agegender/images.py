@@ -1,0 +1,94 @@
+"""Decode face images once: read, convert to RGB, resize, and cache the pixels on disk for the next run."""
+from __future__ import annotations
+
+import hashlib
+import os
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .data import DataWarning
+
+# Refuse decompression bombs rather than allocate gigabytes for one file.
+Image.MAX_IMAGE_PIXELS = 64_000_000
+
+
+class ImageError(ValueError):
+    """An image that cannot be used; the message names the file and the reason."""
+
+
+def open_rgb(source) -> Image.Image:
+    """An RGB PIL image from a path, bytes-like file or array, with EXIF orientation applied."""
+    if isinstance(source, np.ndarray):
+        array = source
+        if array.ndim == 2:
+            array = np.stack([array] * 3, axis=-1)
+        if array.ndim != 3 or array.shape[-1] not in (3, 4):
+            raise ImageError(f"an image array must be HxW, HxWx3 or HxWx4, not {array.shape}")
+        return Image.fromarray(np.ascontiguousarray(array[..., :3]).astype(np.uint8))
+    name = getattr(source, "name", source)
+    try:
+        with Image.open(source) as image:
+            image = ImageOps.exif_transpose(image)
+            return image.convert("RGB")
+    except FileNotFoundError:
+        raise ImageError(f"{name}: no such file") from None
+    except IsADirectoryError:
+        raise ImageError(f"{name}: is a folder, not an image") from None
+    except UnidentifiedImageError:
+        raise ImageError(f"{name}: not an image (or an unsupported format)") from None
+    except Image.DecompressionBombError:
+        raise ImageError(f"{name}: image dimensions are too large (over {Image.MAX_IMAGE_PIXELS:,} pixels)") from None
+    except (OSError, SyntaxError, ValueError) as error:
+        raise ImageError(f"{name}: unreadable or truncated image ({error})") from None
+
+
+def load_crop(source, size: int) -> np.ndarray:
+    """One face crop as a size x size x 3 uint8 array."""
+    return np.asarray(open_rgb(source).resize((size, size), Image.BILINEAR), dtype=np.uint8)
+
+
+def _cache_file(paths: list[str], size: int) -> Path:
+    root = Path(os.environ.get("AGEGENDER_CACHE", Path.home() / ".cache" / "agegender"))
+    key = hashlib.sha1()
+    for path in paths:
+        stat = os.stat(path) if os.path.exists(path) else None
+        key.update(f"{os.path.abspath(path)}|{stat and stat.st_size}|{stat and stat.st_mtime_ns}\n".encode())
+    return root / f"crops-{size}px-{len(paths)}-{key.hexdigest()[:16]}.npz"
+
+
+def load_crops(paths: list[str], size: int, cache: bool = True, workers: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """Decode every image at `size` px: (pixels N x size x size x 3 uint8, readable mask N bool).
+
+    Unreadable files are counted in one warning; their rows hold zeros and a False mask.
+    The result is cached (keyed by paths, sizes and times) so that later runs skip decoding.
+    """
+    cache_file = _cache_file(paths, size) if cache else None
+    if cache_file and cache_file.exists():
+        with np.load(cache_file) as stored:
+            pixels, readable, errors = stored["pixels"], stored["readable"], list(stored["errors"])
+    else:
+        pixels = np.zeros((len(paths), size, size, 3), dtype=np.uint8)
+        readable = np.zeros(len(paths), dtype=bool)
+        errors: list[str] = []
+
+        def decode(index: int) -> None:
+            try:
+                pixels[index] = load_crop(paths[index], size)
+                readable[index] = True
+            except ImageError as error:
+                errors.append(str(error))
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(decode, range(len(paths))))
+        if cache_file:
+            cache_file.parent.mkdir(parents=True, exist_ok=True)
+            partial = cache_file.with_suffix(".partial.npz")
+            np.savez(partial, pixels=pixels, readable=readable, errors=np.array(errors, dtype=str))
+            partial.replace(cache_file)  # atomic: a killed run never leaves a half-written cache
+    if errors:
+        warnings.warn(f"{len(errors)} of {len(paths)} images could not be read and were skipped "
+                      f"(first: {sorted(errors)[0]})", DataWarning, stacklevel=2)
+    return pixels, readable

@@ -1,0 +1,104 @@
+"""The named training recipes: the one place where hyper-parameters live.
+
+The CLI, the tests and the reports all read these definitions; a run folder stores the resolved recipe
+(with any command-line overrides) in `config.json`, so a run can be repeated or resumed exactly.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    description: str
+    architecture: str              # a builder in models.py: "report_cnn" or "xception"
+    preprocessing: str             # "featurewise" (train-split mean/std), "unit" ([0, 1]) or "xception" ([-1, 1])
+    protocol: str = "full"         # data protocol (data.PROTOCOLS): "full" 80:20 of everything, "5k" 4,000/1,000
+    image_size: int = 128          # square input side in pixels
+    batch_size: int = 32
+    epochs: int = 45
+    learning_rate: float = 1e-3    # Adam's initial learning rate
+    schedule: str = "plateau"      # "plateau" (ReduceLROnPlateau on val_loss) or "constant"
+    plateau_factor: float = 0.5    # learning rate multiplier when validation loss stalls
+    plateau_patience: int = 5      # epochs without improvement before lowering the learning rate
+    min_learning_rate: float = 1e-6
+    early_stopping_patience: int = 0  # 0: never stop early
+    # The report's augmentation of training images (none for validation).
+    rotation_degrees: float = 30.0
+    shift_fraction: float = 0.15
+    horizontal_flip: bool = True
+    # Fine-tuning (xception only): layers frozen from the input side, and whether every backbone BatchNorm
+    # keeps its ImageNet statistics (inference mode) while the unfrozen layers train.
+    frozen_layers: int = 0
+    backbone_batchnorm_inference: bool = False
+    loss_weights: dict = field(default_factory=lambda: {"gender": 1.0, "age": 1.0})
+    seed: int = 1337
+    mixed_precision: bool = False  # bfloat16 compute, float32 weights and outputs
+
+    def with_overrides(self, **overrides) -> "Recipe":
+        """A copy with the given fields replaced (None values are ignored)."""
+        changes = {key: value for key, value in overrides.items() if value is not None}
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise ValueError(f"unknown recipe setting(s): {', '.join(sorted(unknown))}")
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "Recipe":
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{key: value for key, value in values.items() if key in known})
+
+
+RECIPES: dict[str, Recipe] = {
+    recipe.name: recipe
+    for recipe in (
+        Recipe(
+            name="seed-a",
+            description="The report's Model A: a 4-block custom CNN trained from scratch (SPEC.md).",
+            architecture="report_cnn",
+            preprocessing="featurewise",
+            protocol="full",
+            epochs=45,
+            learning_rate=1e-3,
+            schedule="plateau",
+        ),
+        Recipe(
+            name="seed-b",
+            description="The report's Model B: ImageNet Xception, first 50 layers frozen, inputs in [0, 1].",
+            architecture="xception",
+            preprocessing="unit",
+            protocol="5k",
+            epochs=140,
+            learning_rate=1e-4,
+            schedule="constant",
+            frozen_layers=50,
+        ),
+        Recipe(
+            name="xception",
+            description="Model B corrected: Xception's own [-1, 1] inputs, backbone BatchNorm kept in inference mode, "
+                        "plateau schedule and early stopping on validation loss.",
+            architecture="xception",
+            preprocessing="xception",
+            protocol="5k",
+            epochs=60,
+            learning_rate=1e-4,
+            schedule="plateau",
+            plateau_patience=3,
+            early_stopping_patience=8,
+            frozen_layers=50,
+            backbone_batchnorm_inference=True,
+        ),
+    )
+}
+
+
+def get_recipe(name: str) -> Recipe:
+    try:
+        return RECIPES[name]
+    except KeyError:
+        raise ValueError(f"unknown recipe {name!r}; choose one of {', '.join(RECIPES)}") from None

@@ -1,0 +1,188 @@
+"""Train a recipe into a run folder: config, split, history, best checkpoint, figures and metrics.
+
+A run folder is resumable: Keras' BackupAndRestore keeps the last finished epoch, so an interrupted run
+continues with `resume=True` and loses nothing; a finished run is never overwritten.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+
+from . import data
+from .evaluate import breakdown, history_summary, plot_history, write_evaluation
+from .images import load_crops
+from .models import build_model, compile_model
+from .pipeline import channel_statistics, make_dataset
+from .recipes import Recipe
+
+
+class RunError(ValueError):
+    """A run folder that cannot be used as asked."""
+
+
+CONFIG, SPLIT, HISTORY, BEST, METRICS, BACKUP = (
+    "config.json", "split.csv", "history.csv", "best.keras", "metrics.json", "backup")
+
+
+class EpochClock(keras.callbacks.Callback):
+    """Adds the epoch's wall time and learning rate to the logs that CSVLogger writes."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs["seconds"] = time.perf_counter() - self._start
+        logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+
+def _hardware() -> str:
+    return f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()}"
+
+
+def _prepare(recipe: Recipe, data_source: str, out: Path, overrides: dict, backbone_weights: str | None) -> dict:
+    """A new run folder with its resolved config and saved split."""
+    frame = data.read_dataset(data_source)
+    split = data.protocol_split(frame, recipe.protocol, recipe.seed)
+    out.mkdir(parents=True, exist_ok=True)
+    data.save_split(split, out / SPLIT)
+    config = {
+        "recipe": recipe.to_dict(),
+        "overrides": {key: value for key, value in overrides.items() if value is not None},
+        "data": str(Path(data_source).resolve()),
+        "backbone_weights": backbone_weights,
+        "train_images": int((split["split"] == "train").sum()),
+        "val_images": int((split["split"] == "val").sum()),
+        "hardware": _hardware(),
+        "versions": {"keras": keras.__version__, "tensorflow": _tf_version(), "python": platform.python_version()},
+    }
+    (out / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
+    return config
+
+
+def _tf_version() -> str:
+    import tensorflow as tf
+
+    return tf.__version__
+
+
+def _last_backed_up_epoch(out: Path) -> int:
+    meta = out / BACKUP / "training_metadata.json"
+    return int(json.loads(meta.read_text())["epoch"]) if meta.is_file() else 0
+
+
+def train(recipe: Recipe, data_source: str | None, out: str | Path, resume: bool = False,
+          overrides: dict | None = None, backbone_weights: str | None = None, verbose: int | str = "auto") -> dict:
+    """Train `recipe` (with `overrides`) into `out`; with `resume`, continue the run already there."""
+    out = Path(out)
+    overrides = {key: value for key, value in (overrides or {}).items() if value is not None}
+    if (out / METRICS).exists() and not resume:
+        raise RunError(f"{out} holds a finished run; choose another --out (finished runs are never overwritten)")
+    if resume:
+        if not (out / CONFIG).is_file():
+            raise RunError(f"{out} holds no run to resume (no {CONFIG}); start one without --resume")
+        config = json.loads((out / CONFIG).read_text())
+        extended = {k: v for k, v in overrides.items() if k == "epochs"}  # only the length may change on resume
+        if set(overrides) - {"epochs"}:
+            raise RunError("only --epochs can change when resuming; the run's other settings are in its config.json")
+        if extended:
+            config["overrides"].update(extended)
+            config["recipe"].update(extended)
+            (out / METRICS).unlink(missing_ok=True)
+            (out / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
+        recipe = Recipe.from_dict(config["recipe"])
+        backbone_weights = config.get("backbone_weights")
+    else:
+        if out.exists() and any(out.iterdir()):
+            raise RunError(f"{out} already holds an unfinished run; pass --resume to continue it or choose another --out")
+        if data_source is None:
+            raise RunError("--data is required for a new run")
+        recipe = recipe.with_overrides(**overrides)
+        config = _prepare(recipe, data_source, out, overrides, backbone_weights)
+
+    keras.utils.set_random_seed(recipe.seed)
+    keras.mixed_precision.set_global_policy("mixed_bfloat16" if recipe.mixed_precision else "float32")
+    try:
+        return _fit(recipe, config, out, verbose)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def _fit(recipe: Recipe, config: dict, out: Path, verbose) -> dict:
+    split = data.load_split(out / SPLIT)
+    pixels, readable = load_crops(split["path"].tolist(), recipe.image_size)
+    split, pixels = split[readable].reset_index(drop=True), pixels[readable]
+    is_train = (split["split"] == "train").to_numpy()
+    train_pixels, val_pixels = pixels[is_train], pixels[~is_train]
+    train_rows, val_rows = split[is_train], split[~is_train]
+    mean, variance = channel_statistics(train_pixels) if recipe.preprocessing == "featurewise" else (None, None)
+
+    model = build_model(recipe, config.get("backbone_weights"), mean, variance)
+    compile_model(model, recipe)
+    train_data = make_dataset(train_pixels, train_rows["age"].to_numpy(), train_rows["gender"].to_numpy(),
+                              recipe.batch_size, recipe, training=True, seed=recipe.seed)
+    val_data = make_dataset(val_pixels, val_rows["age"].to_numpy(), val_rows["gender"].to_numpy(), recipe.batch_size)
+
+    # History rows past the last backed-up epoch belong to an epoch that will be run again.
+    history_path = out / HISTORY
+    done = _last_backed_up_epoch(out)
+    if history_path.is_file():
+        history = pd.read_csv(history_path)
+        history[history["epoch"] < done].to_csv(history_path, index=False)
+    best_so_far = pd.read_csv(history_path)["val_loss"].min() if done and history_path.is_file() else None
+
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(out / BACKUP), double_checkpoint=True),
+        keras.callbacks.ModelCheckpoint(str(out / BEST), monitor="val_loss", save_best_only=True,
+                                        initial_value_threshold=best_so_far),
+        keras.callbacks.TerminateOnNaN(),
+        EpochClock(),
+        keras.callbacks.CSVLogger(str(history_path), append=True),
+    ]
+    if recipe.schedule == "plateau":
+        callbacks.insert(1, keras.callbacks.ReduceLROnPlateau(
+            monitor="val_loss", factor=recipe.plateau_factor, patience=recipe.plateau_patience,
+            min_lr=recipe.min_learning_rate))
+    if recipe.early_stopping_patience:
+        callbacks.insert(1, keras.callbacks.EarlyStopping(monitor="val_loss", patience=recipe.early_stopping_patience))
+    try:
+        model.fit(train_data, validation_data=val_data, epochs=recipe.epochs, callbacks=callbacks, verbose=verbose)
+    except KeyboardInterrupt:
+        raise RunError(f"training interrupted after epoch {_last_backed_up_epoch(out)}; "
+                       f"continue with: agegender train --resume --out {out}") from None
+    return finalize(out, config, recipe, val_rows, val_pixels)
+
+
+def finalize(out: Path, config: dict, recipe: Recipe, val_rows: pd.DataFrame, val_pixels: np.ndarray) -> dict:
+    """metrics.json, the validation breakdown and the learning curves from the history and best checkpoint."""
+    from .predictor import CropPredictor
+
+    history = pd.read_csv(out / HISTORY)
+    summary = history_summary(history)
+    seconds = float(history["seconds"].sum())
+    predictor = CropPredictor(out / BEST)
+    scored = val_rows.assign(**dict(zip(("predicted_age", "female_probability"), predictor.predict_pixels(val_pixels))))
+    best = breakdown(scored)
+    write_evaluation(best, out / "val_breakdown", f"{recipe.name}: best checkpoint on the validation split")
+    plot_history(history, out, f"{recipe.name} ({recipe.protocol} protocol, {len(history)} epochs)")
+    metrics = {
+        "recipe": recipe.name,
+        "protocol": recipe.protocol,
+        "epochs_planned": recipe.epochs,
+        **summary,
+        "best_checkpoint_val": best["overall"],
+        "wall_seconds": round(seconds, 1),
+        "train_images_per_second": round(config["train_images"] * len(history) / seconds, 1),
+        "parameters": int(keras.models.load_model(out / BEST, compile=False).count_params()),
+        "hardware": config["hardware"],
+    }
+    (out / METRICS).write_text(json.dumps(metrics, indent=2) + "\n")
+    shutil.rmtree(out / BACKUP, ignore_errors=True)
+    return metrics
