@@ -124,6 +124,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    plain_format = warnings.formatwarning
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # libraries' deprecation chatter is not the user's concern
@@ -133,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     except USER_ERRORS as error:
         print(f"agegender: error: {error}", file=sys.stderr)
         return 2
+    finally:
+        warnings.formatwarning = plain_format
 
 
 if __name__ == "__main__":

@@ -32,6 +32,8 @@ def open_rgb(source) -> Image.Image:
     name = getattr(source, "name", source)
     try:
         with Image.open(source) as image:
+            if image.width * image.height > Image.MAX_IMAGE_PIXELS:  # PIL only warns up to twice the limit
+                raise Image.DecompressionBombError
             image = ImageOps.exif_transpose(image)
             return image.convert("RGB")
     except FileNotFoundError:

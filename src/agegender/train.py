@@ -79,7 +79,8 @@ def _last_backed_up_epoch(out: Path) -> int:
 
 
 def train(recipe: Recipe, data_source: str | None, out: str | Path, resume: bool = False,
-          overrides: dict | None = None, backbone_weights: str | None = None, verbose: int | str = "auto") -> dict:
+          overrides: dict | None = None, backbone_weights: str | None = None, verbose: int | str = "auto",
+          extra_callbacks: list | None = None) -> dict:
     """Train `recipe` (with `overrides`) into `out`; with `resume`, continue the run already there."""
     out = Path(out)
     overrides = {key: value for key, value in (overrides or {}).items() if value is not None}
@@ -110,12 +111,12 @@ def train(recipe: Recipe, data_source: str | None, out: str | Path, resume: bool
     keras.utils.set_random_seed(recipe.seed)
     keras.mixed_precision.set_global_policy("mixed_bfloat16" if recipe.mixed_precision else "float32")
     try:
-        return _fit(recipe, config, out, verbose)
+        return _fit(recipe, config, out, verbose, extra_callbacks or [])
     finally:
         keras.mixed_precision.set_global_policy("float32")
 
 
-def _fit(recipe: Recipe, config: dict, out: Path, verbose) -> dict:
+def _fit(recipe: Recipe, config: dict, out: Path, verbose, extra_callbacks: list) -> dict:
     split = data.load_split(out / SPLIT)
     pixels, readable = load_crops(split["path"].tolist(), recipe.image_size)
     split, pixels = split[readable].reset_index(drop=True), pixels[readable]
@@ -145,6 +146,7 @@ def _fit(recipe: Recipe, config: dict, out: Path, verbose) -> dict:
         keras.callbacks.TerminateOnNaN(),
         EpochClock(),
         keras.callbacks.CSVLogger(str(history_path), append=True),
+        *extra_callbacks,
     ]
     if recipe.schedule == "plateau":
         callbacks.insert(1, keras.callbacks.ReduceLROnPlateau(
@@ -153,7 +155,8 @@ def _fit(recipe: Recipe, config: dict, out: Path, verbose) -> dict:
     if recipe.early_stopping_patience:
         callbacks.insert(1, keras.callbacks.EarlyStopping(monitor="val_loss", patience=recipe.early_stopping_patience))
     try:
-        model.fit(train_data, validation_data=val_data, epochs=recipe.epochs, callbacks=callbacks, verbose=verbose)
+        model.fit(train_data, validation_data=val_data, epochs=recipe.epochs, callbacks=callbacks, verbose=verbose,
+                  shuffle=False)  # the pipeline shuffles
     except KeyboardInterrupt:
         raise RunError(f"training interrupted after epoch {_last_backed_up_epoch(out)}; "
                        f"continue with: agegender train --resume --out {out}") from None

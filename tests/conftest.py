@@ -1,0 +1,63 @@
+"""Shared fixtures: small synthetic face-like datasets, so the core suite needs no ../shared."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+UTKFACE = SHARED / "datasets" / "utkface"
+XCEPTION_WEIGHTS = SHARED / "weights" / "xception_imagenet_notop.weights.h5"
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("AGEGENDER_CACHE", str(tmp_path_factory.getbasetemp() / "crop-cache"))
+
+
+def synthetic_face(age: int, gender: int, rng: np.random.Generator, size: int = 48) -> np.ndarray:
+    """A learnable stand-in for a face: gender sets the colour of a disc, age its brightness and size."""
+    y, x = np.mgrid[:size, :size]
+    radius = size * (0.2 + 0.2 * age / 90)
+    disc = (x - size / 2) ** 2 + (y - size / 2) ** 2 < radius ** 2
+    image = rng.integers(0, 40, (size, size, 3))
+    colour = np.array([200, 60, 60]) if gender == 0 else np.array([60, 60, 200])
+    image[disc] = colour * (0.4 + 0.6 * age / 90)
+    return image.clip(0, 255).astype(np.uint8)
+
+
+def write_utkface_folder(folder: Path, count: int, seed: int = 0) -> list[tuple[int, int, int]]:
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    labels = []
+    for index in range(count):
+        age, gender, race = int(rng.integers(1, 90)), int(rng.integers(0, 2)), int(rng.integers(0, 5))
+        name = f"{age}_{gender}_{race}_2017011{index:09d}.jpg.chip.jpg"
+        Image.fromarray(synthetic_face(age, gender, rng)).save(folder / name, quality=95)
+        labels.append((age, gender, race))
+    return labels
+
+
+@pytest.fixture(scope="session")
+def utk_folder(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("utk") / "images"
+    write_utkface_folder(folder, 160)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory, utk_folder) -> Path:
+    """A tiny Model A run (32 px, 4 epochs) that the prediction and evaluation tests share."""
+    from agegender.recipes import get_recipe
+    from agegender.train import train
+
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    os.environ["AGEGENDER_CACHE"] = str(tmp_path_factory.getbasetemp() / "crop-cache")
+    recipe = get_recipe("seed-a").with_overrides(image_size=32, batch_size=16)
+    train(recipe, str(utk_folder), out, overrides={"epochs": 4}, verbose=0)
+    return out

@@ -1,0 +1,48 @@
+import json
+
+from agegender.cli import main
+
+
+def test_predict_lists_crops_and_reports_unreadable_files(trained_run, utk_folder, tmp_path, capsys):
+    crops = sorted(utk_folder.iterdir())[:3]
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff garbage")
+    code = main(["predict", *map(str, crops), str(broken), "--model", str(trained_run), "--json"])
+    out = capsys.readouterr()
+    assert code == 0
+    result = json.loads(out.out)
+    assert [row["file"] for row in result["predictions"]] == list(map(str, crops))
+    row = result["predictions"][0]
+    assert row["gender"] in ("male", "female") and 0.5 <= row["gender_probability"] <= 1 and row["age"] >= 0
+    assert len(result["errors"]) == 1 and "broken.jpg" in result["errors"][0]
+
+
+def test_predict_csv_over_a_folder(trained_run, utk_folder, capsys):
+    assert main(["predict", str(utk_folder), "--model", str(trained_run / "best.keras"), "--csv"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0] == "file,age,gender,gender_probability,female_probability"
+    assert len(lines) == 1 + len(list(utk_folder.iterdir()))
+
+
+def test_predict_fails_only_when_nothing_could_be_processed(trained_run, tmp_path, capsys):
+    (tmp_path / "a.jpg").write_text("text")
+    assert main(["predict", str(tmp_path / "a.jpg"), "--model", str(trained_run)]) == 1
+    assert "a.jpg: not an image" in capsys.readouterr().err
+
+
+def test_evaluate_writes_json_and_markdown(trained_run, utk_folder, tmp_path, capsys):
+    code = main(["evaluate", str(trained_run), "--data", str(utk_folder), "--split", str(trained_run / "split.csv"),
+                 "--out", str(tmp_path / "eval")])
+    assert code == 0
+    result = json.loads((tmp_path / "eval.json").read_text())
+    split_rows = sum(1 for line in (trained_run / "split.csv").read_text().splitlines()[1:] if line.endswith(",val"))
+    assert result["overall"]["n"] == split_rows
+    assert set(result) >= {"overall", "age_bracket", "gender", "race"}
+    assert "| **overall** |" in capsys.readouterr().out
+
+
+def test_user_errors_are_one_line(tmp_path, capsys):
+    assert main(["predict", "x.jpg", "--model", str(tmp_path / "none.keras")]) == 2
+    assert capsys.readouterr().err.strip().count("\n") == 0
+    assert main(["train", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "run")]) == 2
+    assert "does not exist" in capsys.readouterr().err

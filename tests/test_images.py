@@ -1,0 +1,59 @@
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from agegender.data import DataWarning
+from agegender.images import ImageError, load_crop, load_crops
+
+
+def _jpeg(tmp_path, name="face.jpg", mode="RGB", size=(60, 50)):
+    path = tmp_path / name
+    Image.new(mode, size, color=128 if mode == "L" else None).save(path)
+    return path
+
+
+def test_bad_files_are_skipped_and_counted_in_one_warning(tmp_path):
+    good = _jpeg(tmp_path)
+    truncated = tmp_path / "truncated.jpg"
+    truncated.write_bytes(good.read_bytes()[:200])
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    text = tmp_path / "notes.jpg"
+    text.write_text("not an image")
+    paths = [str(good), str(truncated), str(empty), str(text), str(tmp_path / "missing.jpg")]
+    with pytest.warns(DataWarning, match="4 of 5 images could not be read"):
+        pixels, readable = load_crops(paths, 32, cache=False)
+    assert readable.tolist() == [True, False, False, False, False]
+    assert pixels.shape == (5, 32, 32, 3) and pixels.dtype == np.uint8
+
+
+def test_decoded_crops_are_cached_and_reused(tmp_path, monkeypatch):
+    monkeypatch.setenv("AGEGENDER_CACHE", str(tmp_path / "cache"))
+    path = _jpeg(tmp_path)
+    first, _ = load_crops([str(path)], 16)
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 1
+    second, _ = load_crops([str(path)], 16)
+    assert np.array_equal(first, second)
+
+
+@pytest.mark.parametrize("mode", ["L", "RGBA", "P"])
+def test_grey_and_alpha_images_become_rgb(tmp_path, mode):
+    crop = load_crop(_jpeg(tmp_path, "x.png", mode), 24)
+    assert crop.shape == (24, 24, 3)
+
+
+def test_decompression_bombs_are_refused(tmp_path):
+    path = tmp_path / "huge.png"
+    Image.new("1", (20000, 20000)).save(path)  # 50 MB of pixels, tiny on disk
+    with pytest.raises(ImageError, match="too large"):
+        load_crop(path, 32)
+
+
+@pytest.mark.parametrize("content, message", [(b"", "not an image"), (b"GIF89a", "not an image")])
+def test_unreadable_bytes_name_the_file(content, message):
+    stream = io.BytesIO(content)
+    stream.name = "upload.jpg"
+    with pytest.raises(ImageError, match=f"upload.jpg: {message}"):
+        load_crop(stream, 32)

@@ -1,0 +1,67 @@
+import numpy as np
+import pytest
+
+from agegender.models import WeightsError, build_model
+from agegender.recipes import RECIPES, get_recipe
+
+
+def test_model_a_matches_the_report():
+    model = build_model(get_recipe("seed-a"), mean=np.zeros(3), variance=np.ones(3))
+    assert model.input_shape == (None, 128, 128, 3)
+    assert sorted(model.output_names) == ["age", "gender"]
+    convs = [layer for layer in model.layers if layer.__class__.__name__ == "Conv2D"]
+    assert [c.filters for c in convs] == [32, 64, 128, 256]
+    assert all(c.kernel_size == (3, 3) and c.padding == "same" for c in convs)
+    assert all(c.kernel_regularizer.l2 == pytest.approx(0.005) for c in convs)
+    assert model.get_layer("flatten").output.shape[1] == 8 * 8 * 256
+    assert model.get_layer("gender_head_dense").units == 256
+    assert model.get_layer("age_head_dense").units == 512
+    assert model.get_layer("age_head_dense").kernel_regularizer.l2 == pytest.approx(0.006)
+    assert model.get_layer("gender_head_dense").kernel_regularizer is None
+    assert model.get_layer("gender_head_dropout").rate == model.get_layer("age_head_dropout").rate == 0.4
+    assert model.get_layer("gender").activation.__name__ == "sigmoid"
+    assert model.get_layer("age").activation.__name__ == "relu"
+    assert model.count_params() == 12_977_858
+
+
+def test_model_a_normalises_with_the_given_training_statistics():
+    model = build_model(get_recipe("seed-a"), mean=[10.0, 20.0, 30.0], variance=[4.0, 4.0, 4.0])
+    layer = model.get_layer("normalize")
+    pixels = np.array([[[[12.0, 20.0, 26.0]]]], dtype="float32")
+    assert np.allclose(np.asarray(layer(pixels)), [[[[1.0, 0.0, -2.0]]]])
+
+
+def test_model_b_freezes_the_first_50_backbone_layers():
+    model = build_model(get_recipe("seed-b"))
+    base = model.get_layer("xception")
+    assert not any(layer.trainable for layer in base.layers[:50])
+    assert all(layer.trainable for layer in base.layers[50:])
+    trainable = sum(int(np.prod(w.shape)) for w in base.trainable_weights)
+    assert trainable == 17_548_224
+    assert model.count_params() == 21_911_082
+    assert model.get_layer("pool_dropout").rate == 0.3
+    assert model.get_layer("gender_head_dense").kernel_regularizer.l2 == pytest.approx(0.002)
+    assert model.get_layer("age_head_dense").kernel_regularizer.l2 == pytest.approx(0.004)
+    assert model.get_layer("gender_head_dropout").rate == 0.2 and model.get_layer("age_head_dropout").rate == 0.3
+    assert model.get_layer("rescale_unit").scale == pytest.approx(1 / 255)
+
+
+def test_missing_or_wrong_backbone_weights_name_both_options(tmp_path):
+    recipe = get_recipe("seed-b").with_overrides(image_size=71)
+    with pytest.raises(WeightsError, match="not found; pass --backbone-weights PATH .* or --backbone-weights imagenet"):
+        build_model(recipe, backbone_weights=str(tmp_path / "missing.h5"))
+    junk = tmp_path / "junk.weights.h5"
+    junk.write_bytes(b"not hdf5")
+    with pytest.raises(WeightsError, match="is not a Keras Xception notop weights file"):
+        build_model(recipe, backbone_weights=str(junk))
+
+
+def test_recipes_are_complete_and_overridable():
+    assert {"seed-a", "seed-b", "xception"} <= set(RECIPES)
+    seed_b = get_recipe("seed-b")
+    assert (seed_b.learning_rate, seed_b.batch_size, seed_b.epochs, seed_b.protocol) == (1e-4, 32, 140, "5k")
+    assert get_recipe("seed-a").with_overrides(epochs=3, seed=None).epochs == 3
+    with pytest.raises(ValueError, match="unknown recipe setting"):
+        get_recipe("seed-a").with_overrides(epochz=3)
+    with pytest.raises(ValueError, match="unknown recipe"):
+        get_recipe("seed-z")

@@ -1,0 +1,60 @@
+import json
+
+import keras
+import pandas as pd
+import pytest
+
+from agegender.recipes import get_recipe
+from agegender.train import RunError, train
+
+TINY = get_recipe("seed-a").with_overrides(image_size=32, batch_size=16)
+
+
+def test_tiny_run_learns_and_writes_a_complete_run_folder(trained_run):
+    history = pd.read_csv(trained_run / "history.csv")
+    assert len(history) == 4 and history["epoch"].tolist() == [0, 1, 2, 3]
+    assert history["loss"].iloc[-1] < history["loss"].iloc[0]
+    for name in ("config.json", "split.csv", "best.keras", "metrics.json", "gender_curves.png", "age_curves.png",
+                 "val_breakdown.json", "val_breakdown.md"):
+        assert (trained_run / name).is_file(), name
+    assert not (trained_run / "backup").exists()
+    config = json.loads((trained_run / "config.json").read_text())
+    assert config["overrides"] == {"epochs": 4} and config["recipe"]["epochs"] == 4
+    metrics = json.loads((trained_run / "metrics.json").read_text())
+    assert metrics["epochs_run"] == 4 and metrics["train_images_per_second"] > 0
+    assert 1 <= metrics["best_val_gender_accuracy_epoch"] <= 4
+    split = pd.read_csv(trained_run / "split.csv")
+    assert (split.groupby("group")["split"].nunique() == 1).all()
+
+
+def test_a_finished_run_is_never_overwritten(trained_run, utk_folder):
+    before = (trained_run / "history.csv").read_text()
+    with pytest.raises(RunError, match="holds a finished run"):
+        train(TINY, str(utk_folder), trained_run, verbose=0)
+    assert (trained_run / "history.csv").read_text() == before
+
+
+class _Interrupt(keras.callbacks.Callback):
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+
+def test_an_interrupted_run_resumes_to_the_same_epochs_and_history(tmp_path, utk_folder):
+    out = tmp_path / "run"
+    with pytest.raises(RunError, match="interrupted after epoch 2; continue with: agegender train --resume"):
+        train(TINY, str(utk_folder), out, overrides={"epochs": 4}, verbose=0, extra_callbacks=[_Interrupt()])
+    assert len(pd.read_csv(out / "history.csv")) == 2
+    with pytest.raises(RunError, match="unfinished run; pass --resume"):
+        train(TINY, str(utk_folder), out, verbose=0)
+    metrics = train(TINY, None, out, resume=True, verbose=0)
+    history = pd.read_csv(out / "history.csv")
+    assert history["epoch"].tolist() == [0, 1, 2, 3]
+    assert metrics["epochs_run"] == 4
+
+
+def test_resume_needs_a_run_and_keeps_its_settings(tmp_path, trained_run):
+    with pytest.raises(RunError, match="no run to resume"):
+        train(TINY, None, tmp_path / "empty", resume=True, verbose=0)
+    with pytest.raises(RunError, match="only --epochs can change"):
+        train(TINY, None, trained_run, resume=True, overrides={"batch_size": 8}, verbose=0)
