@@ -46,3 +46,18 @@ def test_user_errors_are_one_line(tmp_path, capsys):
     assert capsys.readouterr().err.strip().count("\n") == 0
     assert main(["train", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "run")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_onnx_export_predicts_what_keras_predicts(trained_run, utk_folder, tmp_path, capsys):
+    onnx_path = tmp_path / "tiny.onnx"
+    assert main(["export", str(trained_run), "--out", str(onnx_path)]) == 0
+    crops = list(map(str, sorted(utk_folder.iterdir())[:8]))
+    rows = {}
+    for model in (str(trained_run / "best.keras"), str(onnx_path)):
+        capsys.readouterr()
+        assert main(["predict", *crops, "--model", model, "--json"]) == 0
+        rows[model] = json.loads(capsys.readouterr().out)["predictions"]
+    keras_rows, onnx_rows = rows.values()
+    for k, o in zip(keras_rows, onnx_rows):
+        assert abs(k["age"] - o["age"]) <= 0.1 and abs(k["female_probability"] - o["female_probability"]) < 1e-3
+    assert main(["export", str(onnx_path), "--out", str(tmp_path / "again.onnx")]) == 2

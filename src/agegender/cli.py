@@ -51,6 +51,13 @@ def _evaluate(args) -> int:
     return 0
 
 
+def _export(args) -> int:
+    from .export import export_onnx
+
+    print(f"wrote {export_onnx(args.model, args.out)}")
+    return 0
+
+
 def _expand(inputs: list[str]) -> list[str]:
     files = []
     for item in inputs:
@@ -119,6 +126,11 @@ def parser() -> argparse.ArgumentParser:
     output.add_argument("--json", action="store_true")
     output.add_argument("--csv", action="store_true")
     predict.set_defaults(run=_predict)
+
+    export = commands.add_parser("export", help="convert a trained model to ONNX (prediction without TensorFlow)")
+    export.add_argument("model", help="a .keras model or a run folder")
+    export.add_argument("--out", required=True, help="the .onnx file to write")
+    export.set_defaults(run=_export)
     return main
 
 

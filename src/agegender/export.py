@@ -1,0 +1,55 @@
+"""Trained Keras model -> ONNX, so that prediction needs only onnxruntime."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from .predictor import resolve_model_path
+
+
+def _constant_normalization(layer):
+    """Normalization keeps its statistics in variables, which the ONNX converter turns into extra graph
+    inputs; an equal Rescaling (scale 1/std, offset -mean/std) holds them as constants instead."""
+    if isinstance(layer, keras.layers.Normalization):
+        mean = np.asarray(layer.mean, dtype="float64").reshape(-1)
+        std = np.maximum(np.sqrt(np.asarray(layer.variance, dtype="float64").reshape(-1)), keras.backend.epsilon())
+        return keras.layers.Rescaling(scale=(1 / std).tolist(), offset=(-mean / std).tolist(), name=layer.name)
+    return layer.__class__.from_config(layer.get_config())
+
+
+def exportable(model: keras.Model) -> keras.Model:
+    if not any(isinstance(layer, keras.layers.Normalization) for layer in model.layers):
+        return model
+    clone = keras.models.clone_model(model, clone_function=_constant_normalization)
+    for layer in clone.layers:
+        if layer.weights:
+            layer.set_weights(model.get_layer(layer.name).get_weights())
+    return clone
+
+
+def export_onnx(model_path: str | Path, out: str | Path, metadata: dict | None = None) -> Path:
+    """Write `out` (.onnx) from a .keras model or run folder; the file is replaced only when complete."""
+    import onnx
+
+    source = resolve_model_path(model_path)
+    if source.suffix != ".keras":
+        raise ValueError(f"{source} is already {source.suffix}; export takes a .keras model or a run folder")
+    model = exportable(keras.models.load_model(source, compile=False))
+    size = model.input_shape[1]
+    model(np.zeros((1, size, size, 3), "float32"))  # the exporter needs a model that has been called
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent) as scratch:
+        partial = Path(scratch) / "model.onnx"
+        model.export(str(partial), format="onnx", verbose=False)
+        graph = onnx.load(str(partial))
+        info = {"name": model.name, "image_size": size, "source": source.name, **(metadata or {})}
+        graph.metadata_props.add(key="agegender", value=json.dumps(info))
+        onnx.save(graph, str(partial))
+        os.replace(partial, out)
+    return out
