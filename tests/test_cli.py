@@ -3,24 +3,24 @@ import json
 from agegender.cli import main
 
 
-def test_predict_lists_crops_and_reports_unreadable_files(trained_run, utk_folder, tmp_path, capsys):
+def test_predict_aligned_lists_crops_and_reports_unreadable_files(trained_run, utk_folder, tmp_path, capsys):
     crops = sorted(utk_folder.iterdir())[:3]
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"\xff\xd8\xff garbage")
-    code = main(["predict", *map(str, crops), str(broken), "--model", str(trained_run), "--json"])
-    out = capsys.readouterr()
+    code = main(["predict", *map(str, crops), str(broken), "--model", str(trained_run), "--aligned", "--json"])
+    result = json.loads(capsys.readouterr().out)
     assert code == 0
-    result = json.loads(out.out)
-    assert [row["file"] for row in result["predictions"]] == list(map(str, crops))
-    row = result["predictions"][0]
+    assert [row["file"] for row in result["faces"]] == list(map(str, crops))
+    row = result["faces"][0]
     assert row["gender"] in ("male", "female") and 0.5 <= row["gender_probability"] <= 1 and row["age"] >= 0
+    assert row["box"] == [0, 0, 48, 48] and row["landmarks"] is None
     assert len(result["errors"]) == 1 and "broken.jpg" in result["errors"][0]
 
 
 def test_predict_csv_over_a_folder(trained_run, utk_folder, capsys):
-    assert main(["predict", str(utk_folder), "--model", str(trained_run / "best.keras"), "--csv"]) == 0
+    assert main(["predict", str(utk_folder), "--model", str(trained_run / "best.keras"), "--aligned", "--csv"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert lines[0] == "file,age,gender,gender_probability,female_probability"
+    assert lines[0] == "file,face,x0,y0,x1,y1,age,gender,gender_probability,female_probability,detection_score,landmarks"
     assert len(lines) == 1 + len(list(utk_folder.iterdir()))
 
 
@@ -55,8 +55,8 @@ def test_onnx_export_predicts_what_keras_predicts(trained_run, utk_folder, tmp_p
     rows = {}
     for model in (str(trained_run / "best.keras"), str(onnx_path)):
         capsys.readouterr()
-        assert main(["predict", *crops, "--model", model, "--json"]) == 0
-        rows[model] = json.loads(capsys.readouterr().out)["predictions"]
+        assert main(["predict", *crops, "--model", model, "--aligned", "--json"]) == 0
+        rows[model] = json.loads(capsys.readouterr().out)["faces"]
     keras_rows, onnx_rows = rows.values()
     for k, o in zip(keras_rows, onnx_rows):
         assert abs(k["age"] - o["age"]) <= 0.1 and abs(k["female_probability"] - o["female_probability"]) < 1e-3

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from agegender import data
-from agegender.data import DataError, DataWarning
+from agegender.errors import DataError, DataWarning
 
 
 @pytest.mark.parametrize("name, expected", [

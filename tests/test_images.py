@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from agegender.data import DataWarning
-from agegender.images import ImageError, load_crop, load_crops
+from agegender.errors import DataWarning, ImageError
+from agegender.images import load_crop, load_crops
 
 
 def _jpeg(tmp_path, name="face.jpg", mode="RGB", size=(60, 50)):

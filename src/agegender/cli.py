@@ -8,13 +8,13 @@ import sys
 import warnings
 from pathlib import Path
 
+import numpy as np
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter off the terminal
 
-from .data import PROTOCOLS, DataError, DataWarning
-from .data import IMAGE_SUFFIXES
-from .images import ImageError
-from .predictor import ModelError
-from .recipes import RECIPES, get_recipe
+from .errors import DataError, DataWarning, ImageError, ModelError
+from .images import IMAGE_SUFFIXES
+from .recipes import PROTOCOLS, RECIPES, get_recipe
 
 USER_ERRORS = (DataError, ImageError, ModelError, ValueError, FileNotFoundError, PermissionError)
 
@@ -31,19 +31,17 @@ def _train(args) -> int:
 
 
 def _evaluate(args) -> int:
-    from .data import read_dataset
+    from .data import load_split, read_dataset
     from .evaluate import breakdown, breakdown_markdown, evaluate_frame, write_evaluation
-    from .predictor import CropPredictor
+    from .predictor import AgeGenderModel
 
-    predictor = CropPredictor(args.model)
+    model = AgeGenderModel(args.model)
     frame = read_dataset(args.data)
     if args.split:
-        from .data import load_split
-
         split = load_split(Path(args.split))
-        frame = split[split["split"] == args.split_name] if "split" in split else split
-    result = breakdown(evaluate_frame(predictor, frame))
-    title = f"{predictor.path.name} on {args.split or args.data}"
+        frame = split[split["split"] == args.split_name]
+    result = breakdown(evaluate_frame(model, frame))
+    title = f"{model.path.name} on {args.split or args.data}"
     if args.out:
         for path in write_evaluation(result, Path(args.out), title):
             print(f"wrote {path}", file=sys.stderr)
@@ -69,27 +67,55 @@ def _expand(inputs: list[str]) -> list[str]:
     return files
 
 
+CSV_FIELDS = ["file", "face", "x0", "y0", "x1", "y1", "age", "gender", "gender_probability", "female_probability",
+              "detection_score", "landmarks"]
+
+
 def _predict(args) -> int:
     import csv
 
-    from .predictor import CropPredictor
+    from tqdm import tqdm
 
-    predictor = CropPredictor(args.model)
-    predictions, errors = predictor.predict_files(_expand(args.inputs))
-    rows = [p.to_dict() for p in predictions]
+    from .images import open_rgb
+    from .predictor import Predictor
+
+    predictor = Predictor(args.model)
+    files = _expand(args.inputs)
+    records, no_face, errors = [], [], []
+    if args.annotate:
+        from .annotate import annotate
+
+        Path(args.annotate).mkdir(parents=True, exist_ok=True)
+    for file in tqdm(files, desc="photos", unit="photo", disable=None if len(files) > 1 else True, file=sys.stderr):
+        try:
+            image = open_rgb(file)
+            faces = predictor.predict(np.asarray(image), aligned=args.aligned)
+        except ImageError as error:
+            errors.append(str(error))
+            continue
+        if not faces:
+            no_face.append(file)
+        records.extend({"file": file, **face.to_dict()} for face in faces)
+        if args.annotate and faces:
+            annotate(image, faces).save(Path(args.annotate) / (Path(file).stem + ".annotated.jpg"), quality=90)
     if args.json:
-        print(json.dumps({"predictions": rows, "errors": errors}, indent=2))
+        print(json.dumps({"faces": records, "no_face": no_face, "errors": errors}, indent=2))
     elif args.csv:
-        writer = csv.DictWriter(sys.stdout, fieldnames=["file", "age", "gender", "gender_probability",
-                                                        "female_probability"])
+        writer = csv.DictWriter(sys.stdout, fieldnames=CSV_FIELDS, extrasaction="ignore")
         writer.writeheader()
-        writer.writerows(rows)
+        for record in records:
+            x0, y0, x1, y1 = record["box"]
+            writer.writerow({**record, "x0": x0, "y0": y0, "x1": x1, "y1": y1,
+                             "landmarks": json.dumps(record["landmarks"]) if record["landmarks"] else ""})
     else:
-        for row in rows:
-            print(f"{row['file']}: age {row['age']:.0f}, {row['gender']} ({row['gender_probability']:.0%})")
+        for record in records:
+            print(f"{record['file']} face {record['face']}: age {record['age']:.0f}, {record['gender']} "
+                  f"({record['gender_probability']:.0%}), box {record['box']}")
+        for file in no_face:
+            print(f"{file}: no face found")
     for error in errors:
         print(f"error: {error}", file=sys.stderr)
-    return 0 if rows or not errors else 1
+    return 1 if errors and len(errors) == len(files) else 0
 
 
 def parser() -> argparse.ArgumentParser:
@@ -119,9 +145,11 @@ def parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", action="store_true", help="print JSON instead of a Markdown table")
     evaluate.set_defaults(run=_evaluate)
 
-    predict = commands.add_parser("predict", help="age and gender of aligned face crops")
-    predict.add_argument("inputs", nargs="+", help="image files or folders")
-    predict.add_argument("--model", required=True, help="a .keras or .onnx model, or a run folder")
+    predict = commands.add_parser("predict", help="age and gender of every face in photos")
+    predict.add_argument("inputs", nargs="+", help="photos (JPEG, PNG, WebP, ...) or folders of them")
+    predict.add_argument("--model", help="a .onnx or .keras model, or a run folder (default: the shipped model)")
+    predict.add_argument("--aligned", action="store_true", help="inputs are ready face crops like UTKFace's")
+    predict.add_argument("--annotate", metavar="OUT_DIR", help="save copies with boxes and labels here")
     output = predict.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true")
     output.add_argument("--csv", action="store_true")

@@ -12,7 +12,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+from .errors import DataError, DataWarning
+from .images import IMAGE_SUFFIXES
+from .recipes import PROTOCOLS
+
 RACES = ("White", "Black", "Asian", "Indian", "Others")
 GENDERS = ("male", "female")  # UTKFace: 0 = male, 1 = female
 AGE_BRACKETS = ((0, 9), (10, 19), (20, 39), (40, 59), (60, 200))
@@ -20,14 +23,6 @@ COLUMNS = ["path", "age", "gender", "race", "group"]
 
 # `{age}_{gender}_{race}_{datetime}.jpg.chip.jpg`; tolerate a missing race field, stray spaces, a missing dot.
 _UTK_NAME = re.compile(r"^\s*(?P<age>\d{1,3})\s*_\s*(?P<gender>[01])\s*(?:_\s*(?P<race>[0-4])\s*)?_\s*\d")
-
-
-class DataWarning(UserWarning):
-    """Data that was skipped (unreadable files, malformed labels); training goes on without it."""
-
-
-class DataError(ValueError):
-    """A problem with the user's data that they can fix: the message says what and where."""
 
 
 def parse_utkface_name(name: str) -> tuple[int, int, int | None] | None:
@@ -166,9 +161,6 @@ def subset_by_groups(frame: pd.DataFrame, size: int, seed: int) -> pd.DataFrame:
     counts = frame.groupby("group").size()[order].cumsum()
     keep = set(counts[counts <= size].index)
     return frame[frame["group"].isin(keep)]
-
-
-PROTOCOLS = ("full", "5k")
 
 
 def protocol_split(frame: pd.DataFrame, protocol: str, seed: int) -> pd.DataFrame:

@@ -48,14 +48,13 @@ def breakdown_markdown(result: dict, title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def evaluate_frame(predictor, frame: pd.DataFrame, pixels: np.ndarray | None = None) -> pd.DataFrame:
-    """`frame` with `predicted_age` and `female_probability` from `predictor` (unreadable images dropped)."""
+def evaluate_frame(model, frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with `predicted_age` and `female_probability` from `model` (unreadable images dropped)."""
     from .images import load_crops
 
-    if pixels is None:
-        pixels, readable = load_crops(frame["path"].tolist(), predictor.image_size)
-        frame, pixels = frame[readable], pixels[readable]
-    ages, females = predictor.predict_pixels(pixels)
+    pixels, readable = load_crops(frame["path"].tolist(), model.image_size)
+    frame = frame[readable]
+    ages, females = model.predict_pixels(pixels[readable])
     return frame.assign(predicted_age=ages, female_probability=females)
 
 

@@ -10,14 +10,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .data import DataWarning
+from .errors import DataWarning, ImageError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 # Refuse decompression bombs rather than allocate gigabytes for one file.
 Image.MAX_IMAGE_PIXELS = 64_000_000
-
-
-class ImageError(ValueError):
-    """An image that cannot be used; the message names the file and the reason."""
 
 
 def open_rgb(source) -> Image.Image:

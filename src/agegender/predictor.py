@@ -1,4 +1,11 @@
-"""Predictor: face crops in, age and gender out, from a trained Keras model (.keras) or its ONNX export."""
+"""Age and gender of every face in a photo (or of ready face crops), from a trained model.
+
+`AgeGenderModel` runs a model file (.onnx through onnxruntime, or .keras through Keras) on crops;
+`Predictor` adds face detection and alignment, and is the package's public API:
+
+    from agegender import Predictor
+    faces = Predictor().predict("photo.jpg")
+"""
 from __future__ import annotations
 
 import json
@@ -7,27 +14,18 @@ from pathlib import Path
 
 import numpy as np
 
-from .images import ImageError, load_crop
+from .errors import ModelError
+from .images import open_rgb
+
+DEFAULT_MODEL = Path(__file__).parent / "weights" / "default.onnx"
 
 
-class ModelError(ValueError):
-    """A model path that cannot be loaded; the message says what is expected."""
-
-
-@dataclass
-class FacePrediction:
-    file: str
-    age: float
-    gender: str
-    gender_probability: float  # probability of the predicted gender
-    female_probability: float
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-def resolve_model_path(path: str | Path) -> Path:
-    """A model file from a path to a file or to a run folder (its best checkpoint)."""
+def resolve_model_path(path: str | Path | None) -> Path:
+    """A model file from a path to a file or to a run folder (its export or best checkpoint); None: the default."""
+    if path is None:
+        if not DEFAULT_MODEL.is_file():
+            raise ModelError(f"no default model is installed at {DEFAULT_MODEL}; pass --model PATH")
+        return DEFAULT_MODEL
     path = Path(path)
     if path.is_dir():
         for name in ("model.onnx", "best.keras"):
@@ -41,10 +39,10 @@ def resolve_model_path(path: str | Path) -> Path:
     return path
 
 
-class CropPredictor:
-    """Runs a model on aligned face crops (like UTKFace's chips)."""
+class AgeGenderModel:
+    """A trained model applied to aligned face crops (RGB pixels 0-255 at the model's input size)."""
 
-    def __init__(self, model_path: str | Path):
+    def __init__(self, model_path: str | Path | None = None):
         self.path = resolve_model_path(model_path)
         if self.path.suffix == ".onnx":
             import onnxruntime
@@ -56,8 +54,9 @@ class CropPredictor:
             self._input = self._session.get_inputs()[0]
             self.image_size = int(self._input.shape[1])
             self._outputs = [output.name for output in self._session.get_outputs()]
-            meta = self._session.get_modelmeta().custom_metadata_map
-            self.metadata = json.loads(meta.get("agegender", "{}"))
+            if not {"age", "gender"} <= set(self._outputs):
+                raise ModelError(f"{self.path} has outputs {self._outputs}, not 'age' and 'gender'")
+            self.metadata = json.loads(self._session.get_modelmeta().custom_metadata_map.get("agegender", "{}"))
         else:
             import keras
 
@@ -83,22 +82,65 @@ class CropPredictor:
             return np.zeros(0, np.float32), np.zeros(0, np.float32)
         return np.concatenate(ages), np.concatenate(females)
 
-    def predict_files(self, files: list[str]) -> tuple[list[FacePrediction], list[str]]:
-        """Predictions for readable crops, and one error line per file that could not be read."""
-        crops, names, errors = [], [], []
-        for file in files:
-            try:
-                crops.append(load_crop(file, self.image_size))
-                names.append(str(file))
-            except ImageError as error:
-                errors.append(str(error))
-        ages, females = self.predict_pixels(np.stack(crops)) if crops else ([], [])
-        return [make_prediction(name, age, female) for name, age, female in zip(names, ages, females)], errors
+    def resize(self, crop: np.ndarray) -> np.ndarray:
+        from PIL import Image
+
+        if crop.shape[:2] == (self.image_size, self.image_size):
+            return crop
+        return np.asarray(Image.fromarray(crop).resize((self.image_size, self.image_size), Image.BILINEAR))
 
 
-def make_prediction(file: str, age: float, female: float) -> FacePrediction:
-    female = float(female)
-    gender = "female" if female >= 0.5 else "male"
-    return FacePrediction(file=file, age=round(float(age), 1), gender=gender,
-                          gender_probability=round(max(female, 1 - female), 4),
-                          female_probability=round(female, 4))
+@dataclass
+class Face:
+    """One face: where it is, and what the model says of it."""
+    face: int                            # index in its photo, most confident detection first
+    box: list[int]                       # x0, y0, x1, y1 in the photo's pixels
+    landmarks: list[list[float]] | None  # eyes, nose tip, mouth corners; None for ready crops
+    detection_score: float | None        # None for ready crops
+    age: float
+    gender: str                          # "male" or "female"
+    gender_probability: float            # probability of the predicted gender
+    female_probability: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Predictor:
+    """Photos in, faces with age and gender out. `model`: a .onnx/.keras file or run folder; None: the default."""
+
+    def __init__(self, model: str | Path | None = None):
+        self.model = AgeGenderModel(model)
+        self._finder = None
+
+    @property
+    def finder(self):
+        if self._finder is None:  # dlib loads only when a photo needs detection
+            from .faces import FaceFinder
+
+            self._finder = FaceFinder()
+        return self._finder
+
+    def predict(self, image, aligned: bool = False) -> list[Face]:
+        """Faces in `image` (a path, file object, or H x W x 3 RGB array). With `aligned`, the image is
+        taken as one ready face crop like UTKFace's."""
+        rgb = np.asarray(open_rgb(image))
+        if aligned:
+            height, width = rgb.shape[:2]
+            return self._label([self.model.resize(rgb)], [[0, 0, width, height]], [None], [None])
+        found = self.finder.find(rgb)
+        return self._label([self.model.resize(f.chip) for f in found], [f.box for f in found],
+                           [f.landmarks for f in found], [f.score for f in found])
+
+    def _label(self, crops, boxes, landmarks, scores) -> list[Face]:
+        if not crops:
+            return []
+        ages, females = self.model.predict_pixels(np.stack(crops))
+        faces = []
+        for index, (box, points, score, age, female) in enumerate(zip(boxes, landmarks, scores, ages, females)):
+            female = float(female)
+            faces.append(Face(face=index, box=box, landmarks=points, detection_score=score,
+                              age=round(float(age), 1), gender="female" if female >= 0.5 else "male",
+                              gender_probability=round(max(female, 1 - female), 4),
+                              female_probability=round(female, 4)))
+        return faces

@@ -9,6 +9,9 @@ import dataclasses
 from dataclasses import dataclass, field
 
 
+PROTOCOLS = ("full", "5k")  # full: 80:20 of every image; 5k: a fixed 5,000-image subset split 4,000/1,000
+
+
 @dataclass(frozen=True)
 class Recipe:
     name: str

@@ -165,14 +165,13 @@ def _fit(recipe: Recipe, config: dict, out: Path, verbose, extra_callbacks: list
 
 def finalize(out: Path, config: dict, recipe: Recipe, val_rows: pd.DataFrame, val_pixels: np.ndarray) -> dict:
     """metrics.json, the validation breakdown and the learning curves from the history and best checkpoint."""
-    from .predictor import CropPredictor
+    from .predictor import AgeGenderModel
 
     history = pd.read_csv(out / HISTORY)
     summary = history_summary(history)
     seconds = float(history["seconds"].sum())
-    predictor = CropPredictor(out / BEST)
-    scored = val_rows.assign(**dict(zip(("predicted_age", "female_probability"), predictor.predict_pixels(val_pixels))))
-    best = breakdown(scored)
+    ages, females = AgeGenderModel(out / BEST).predict_pixels(val_pixels)
+    best = breakdown(val_rows.assign(predicted_age=ages, female_probability=females))
     write_evaluation(best, out / "val_breakdown", f"{recipe.name}: best checkpoint on the validation split")
     plot_history(history, out, f"{recipe.name} ({recipe.protocol} protocol, {len(history)} epochs)")
     metrics = {

@@ -1,0 +1,17 @@
+"""Errors and warnings a user can cause and act on; light, so that prediction imports nothing heavy."""
+
+
+class DataError(ValueError):
+    """A problem with the user's data that they can fix: the message says what and where."""
+
+
+class DataWarning(UserWarning):
+    """Data that was skipped (unreadable files, malformed labels); the work goes on without it."""
+
+
+class ImageError(ValueError):
+    """An image that cannot be used; the message names the file and the reason."""
+
+
+class ModelError(ValueError):
+    """A model path that cannot be loaded; the message says what is expected."""

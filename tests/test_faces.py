@@ -1,0 +1,97 @@
+"""Face detection, alignment and prediction on photos (the example photo ships with the repository)."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from agegender import Predictor
+from agegender.cli import main
+from agegender.faces import CHIP_SIZE, FaceFinder
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "astronaut.jpg"
+
+
+@pytest.fixture(scope="module")
+def finder():
+    return FaceFinder()
+
+
+@pytest.fixture(scope="module")
+def photo():
+    return np.asarray(Image.open(EXAMPLE).convert("RGB"))
+
+
+def test_finds_the_one_face_in_the_example_photo(finder, photo):
+    faces = finder.find(photo)
+    assert len(faces) == 1  # the mission badge on the suit scores below the threshold
+    x0, y0, x1, y1 = faces[0].box
+    assert 160 <= x0 <= 190 and 60 <= y0 <= 90 and 250 <= x1 <= 280 and 150 <= y1 <= 180
+    left_eye, right_eye, nose, mouth_left, mouth_right = faces[0].landmarks
+    assert left_eye[0] < nose[0] < right_eye[0] and left_eye[1] < nose[1] < mouth_left[1]
+    assert faces[0].chip.shape == (CHIP_SIZE, CHIP_SIZE, 3)
+
+
+def test_counts_every_face_and_none_in_a_faceless_photo(finder, photo):
+    assert len(finder.find(np.concatenate([photo, photo[:, ::-1]], axis=1))) == 2
+    assert finder.find(np.random.default_rng(0).integers(0, 255, (300, 400, 3), dtype=np.uint8)) == []
+
+
+def _mean_error(a, b):
+    return float(np.abs(a.astype(float) - b.astype(float)).mean())
+
+
+@pytest.mark.parametrize("angle, scale, offset", [(0, 1.0, (0, 0)), (15, 1.4, (90, -40)), (-20, 0.8, (-60, 50))])
+def test_recovers_the_same_chip_from_a_moved_scaled_rotated_face(finder, photo, angle, scale, offset):
+    reference = finder.find(photo)[0].chip
+    canvas = Image.new("RGB", (1000, 800), (90, 120, 90))
+    moved = Image.fromarray(photo).resize((round(512 * scale),) * 2, Image.BICUBIC).rotate(angle, Image.BICUBIC,
+                                                                                            expand=True)
+    canvas.paste(moved, (500 - moved.width // 2 + offset[0], 400 - moved.height // 2 + offset[1]))
+    faces = finder.find(np.asarray(canvas))
+    assert len(faces) == 1
+    assert _mean_error(faces[0].chip, reference) < 12  # measured 3-8 grey levels for these three cases
+
+
+def test_predictor_api_on_a_photo_and_a_ready_crop(trained_run, photo):
+    predictor = Predictor(trained_run)
+    faces = predictor.predict(str(EXAMPLE))
+    assert len(faces) == 1 and faces[0].detection_score > 0.3
+    assert faces[0].gender in ("male", "female") and faces[0].age >= 0
+    crop = predictor.predict(photo[80:170, 175:265], aligned=True)
+    assert len(crop) == 1 and crop[0].box == [0, 0, 90, 90] and crop[0].landmarks is None
+
+
+def _bad_inputs(tmp_path):
+    tmp_path.mkdir()
+    good = tmp_path / "good.jpg"
+    Image.open(EXAMPLE).save(good)
+    (tmp_path / "zero.jpg").write_bytes(b"")
+    (tmp_path / "truncated.jpg").write_bytes(good.read_bytes()[: len(good.read_bytes()) // 3])
+    (tmp_path / "notes.jpg").write_text("hello")
+    Image.new("1", (20000, 20000)).save(tmp_path / "huge.png")
+    Image.open(EXAMPLE).convert("L").save(tmp_path / "grey.png")
+    Image.open(EXAMPLE).convert("RGBA").save(tmp_path / "alpha.png")
+    return tmp_path
+
+
+def test_bad_inputs_get_their_message_and_the_batch_goes_on(trained_run, tmp_path, capsys):
+    folder = _bad_inputs(tmp_path / "photos")
+    annotated = tmp_path / "annotated"
+    code = main(["predict", str(folder), "--model", str(trained_run), "--json", "--annotate", str(annotated)])
+    result = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert sorted(Path(row["file"]).name for row in result["faces"]) == ["alpha.png", "good.jpg", "grey.png"]
+    errors = "\n".join(result["errors"])
+    assert len(result["errors"]) == 4
+    assert "zero.jpg: not an image" in errors and "notes.jpg: not an image" in errors
+    assert "truncated.jpg: unreadable or truncated image" in errors and "huge.png: image dimensions are too large" in errors
+    assert sorted(p.name for p in annotated.iterdir()) == ["alpha.annotated.jpg", "good.annotated.jpg",
+                                                           "grey.annotated.jpg"]
+
+
+def test_a_photo_without_faces_is_reported(trained_run, tmp_path, capsys):
+    Image.fromarray(np.full((200, 300, 3), 127, np.uint8)).save(tmp_path / "wall.jpg")
+    assert main(["predict", str(tmp_path / "wall.jpg"), "--model", str(trained_run)]) == 0
+    assert "wall.jpg: no face found" in capsys.readouterr().out
