@@ -79,7 +79,7 @@ def _predict(args) -> int:
     from .images import open_rgb
     from .predictor import Predictor
 
-    predictor = Predictor(args.model)
+    predictor = Predictor(args.model, min_score=args.min_score)
     files = _expand(args.inputs)
     records, no_face, errors = [], [], []
     if args.annotate:
@@ -150,6 +150,8 @@ def parser() -> argparse.ArgumentParser:
     predict.add_argument("--model", help="a .onnx or .keras model, or a run folder (default: the shipped model)")
     predict.add_argument("--aligned", action="store_true", help="inputs are ready face crops like UTKFace's")
     predict.add_argument("--annotate", metavar="OUT_DIR", help="save copies with boxes and labels here")
+    predict.add_argument("--min-score", type=float, help="detector confidence to keep a face (default 0.2; "
+                         "lower finds more faces and more false ones)")
     output = predict.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true")
     output.add_argument("--csv", action="store_true")

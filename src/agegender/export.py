@@ -36,7 +36,8 @@ def export_onnx(model_path: str | Path, out: str | Path, metadata: dict | None =
     """Write `out` (.onnx) from a .keras model or run folder; the file is replaced only when complete."""
     import onnx
 
-    source = resolve_model_path(model_path)
+    source = Path(model_path)
+    source = resolve_model_path(source / "best.keras" if source.is_dir() else source)
     if source.suffix != ".keras":
         raise ValueError(f"{source} is already {source.suffix}; export takes a .keras model or a run folder")
     model = exportable(keras.models.load_model(source, compile=False))

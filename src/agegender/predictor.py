@@ -51,7 +51,10 @@ class AgeGenderModel:
                 self._session = onnxruntime.InferenceSession(str(self.path), providers=["CPUExecutionProvider"])
             except Exception as error:  # noqa: BLE001 - any load failure of a foreign file
                 raise ModelError(f"{self.path} is not a loadable ONNX model ({error})".splitlines()[0]) from None
-            self._input = self._session.get_inputs()[0]
+            inputs = self._session.get_inputs()
+            if len(inputs) != 1 or len(inputs[0].shape) != 4:
+                raise ModelError(f"{self.path} takes {len(inputs)} inputs; expected one N x size x size x 3 image batch")
+            self._input = inputs[0]
             self.image_size = int(self._input.shape[1])
             self._outputs = [output.name for output in self._session.get_outputs()]
             if not {"age", "gender"} <= set(self._outputs):
@@ -107,18 +110,20 @@ class Face:
 
 
 class Predictor:
-    """Photos in, faces with age and gender out. `model`: a .onnx/.keras file or run folder; None: the default."""
+    """Photos in, faces with age and gender out. `model`: a .onnx/.keras file or run folder; None: the default.
+    `min_score`: detector confidence below which a detection is dropped (None: faces.MIN_SCORE)."""
 
-    def __init__(self, model: str | Path | None = None):
+    def __init__(self, model: str | Path | None = None, min_score: float | None = None):
         self.model = AgeGenderModel(model)
+        self.min_score = min_score
         self._finder = None
 
     @property
     def finder(self):
         if self._finder is None:  # dlib loads only when a photo needs detection
-            from .faces import FaceFinder
+            from .faces import MIN_SCORE, FaceFinder
 
-            self._finder = FaceFinder()
+            self._finder = FaceFinder(MIN_SCORE if self.min_score is None else self.min_score)
         return self._finder
 
     def predict(self, image, aligned: bool = False) -> list[Face]:
