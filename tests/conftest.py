@@ -61,3 +61,10 @@ def trained_run(tmp_path_factory, utk_folder) -> Path:
     recipe = get_recipe("seed-a").with_overrides(image_size=32, batch_size=16)
     train(recipe, str(utk_folder), out, overrides={"epochs": 4}, verbose=0)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx(trained_run, tmp_path_factory) -> Path:
+    from agegender.export import export_onnx
+
+    return export_onnx(trained_run, tmp_path_factory.mktemp("onnx") / "tiny.onnx")

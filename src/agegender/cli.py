@@ -56,6 +56,13 @@ def _export(args) -> int:
     return 0
 
 
+def _serve(args) -> int:
+    from .serve import run
+
+    run(args.host, args.port, args.model, args.max_upload_mb)
+    return 0
+
+
 def _expand(inputs: list[str]) -> list[str]:
     files = []
     for item in inputs:
@@ -161,6 +168,13 @@ def parser() -> argparse.ArgumentParser:
     export.add_argument("model", help="a .keras model or a run folder")
     export.add_argument("--out", required=True, help="the .onnx file to write")
     export.set_defaults(run=_export)
+
+    serve = commands.add_parser("serve", help="web service and browser page (FastAPI)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--model", help="a .onnx or .keras model, or a run folder (default: the shipped model)")
+    serve.add_argument("--max-upload-mb", type=float, default=10.0, help="largest accepted upload (default 10)")
+    serve.set_defaults(run=_serve)
     return main
 
 

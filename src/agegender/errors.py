@@ -15,3 +15,15 @@ class ImageError(ValueError):
 
 class ModelError(ValueError):
     """A model path that cannot be loaded; the message says what is expected."""
+
+
+class NotAnImage(ImageError):
+    """Bytes that no supported image format recognises."""
+
+
+class ImageTooLarge(ImageError):
+    """An image whose dimensions exceed the pixel limit (decompression bombs included)."""
+
+
+class TruncatedImage(ImageError):
+    """An image whose file is cut short or corrupt."""

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import DataWarning, ImageError
+from .errors import DataWarning, ImageError, ImageTooLarge, NotAnImage, TruncatedImage
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
@@ -19,7 +19,9 @@ Image.MAX_IMAGE_PIXELS = 64_000_000
 
 
 def open_rgb(source) -> Image.Image:
-    """An RGB PIL image from a path, bytes-like file or array, with EXIF orientation applied."""
+    """An RGB PIL image from a path, file object, PIL image or array, with EXIF orientation applied."""
+    if isinstance(source, Image.Image):
+        return source.convert("RGB")
     if isinstance(source, np.ndarray):
         array = source
         if array.ndim == 2:
@@ -39,11 +41,11 @@ def open_rgb(source) -> Image.Image:
     except IsADirectoryError:
         raise ImageError(f"{name}: is a folder, not an image") from None
     except UnidentifiedImageError:
-        raise ImageError(f"{name}: not an image (or an unsupported format)") from None
+        raise NotAnImage(f"{name}: not an image (or an unsupported format)") from None
     except Image.DecompressionBombError:
-        raise ImageError(f"{name}: image dimensions are too large (over {Image.MAX_IMAGE_PIXELS:,} pixels)") from None
+        raise ImageTooLarge(f"{name}: image dimensions are too large (over {Image.MAX_IMAGE_PIXELS:,} pixels)") from None
     except (OSError, SyntaxError, ValueError) as error:
-        raise ImageError(f"{name}: unreadable or truncated image ({error})") from None
+        raise TruncatedImage(f"{name}: unreadable or truncated image ({error})") from None
 
 
 def load_crop(source, size: int) -> np.ndarray:

@@ -1,0 +1,128 @@
+"""The web service: a REST API over Predictor, and a page to try it in a browser.
+
+The model loads once when the app is made. Predictions run in FastAPI's thread pool (the endpoint is a plain
+function), so the event loop keeps serving; a lock serialises the dlib detector, whose thread safety dlib
+does not promise, while onnxruntime itself runs on every core.
+"""
+from __future__ import annotations
+
+import io
+import threading
+import time
+from pathlib import Path
+
+from fastapi import FastAPI, File, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+
+from . import __version__
+from .errors import ImageError, ImageTooLarge, NotAnImage
+from .images import open_rgb
+from .predictor import Predictor
+
+DEFAULT_MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+PAGE = Path(__file__).parent / "web" / "index.html"
+
+
+class UploadTooLarge(Exception):
+    pass
+
+
+class BodyLimit:
+    """ASGI middleware: refuse a request body over `limit` bytes with 413 before it is read or spooled."""
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.limit + 64 * 1024:  # multipart overhead
+            return await self._refuse(scope, receive, send)
+        received = 0
+        started = False
+
+        async def limited_receive():
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.limit + 64 * 1024:
+                raise UploadTooLarge
+            return message
+
+        async def tracking_send(message):
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except UploadTooLarge:
+            if not started:
+                await self._refuse(scope, receive, send)
+
+    async def _refuse(self, scope, receive, send):
+        response = JSONResponse({"error": f"upload too large: the limit is {self.limit // (1024 * 1024)} MB"},
+                                status_code=413)
+        await response(scope, receive, send)
+
+
+def error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def create_app(model: str | Path | None = None, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES) -> FastAPI:
+    predictor = Predictor(model)
+    predictor.finder  # load the detector now, not on the first request
+    lock = threading.Lock()
+    app = FastAPI(title="agegender", version=__version__,
+                  description="Age and gender of every face in a photo. Estimates from a model trained on "
+                              "UTKFace (non-commercial research licence); see the model card.")
+
+    @app.exception_handler(RequestValidationError)
+    async def missing_image(request: Request, exc: RequestValidationError):
+        return error(422, "no image in the request: send the photo as the multipart form field 'image'")
+
+    @app.get("/healthz")
+    def healthz() -> dict:
+        """The service is up and its model is loaded."""
+        return {"status": "ok", "version": __version__, "model": predictor.model.metadata.get("name"),
+                "model_file": predictor.model.path.name}
+
+    @app.post("/v1/predict", responses={400: {}, 413: {}, 415: {}, 422: {}})
+    def predict(image: UploadFile = File(..., description="a photo: JPEG, PNG, WebP, BMP or GIF")) -> dict:
+        """Every face in the photo: box (x0, y0, x1, y1), landmarks, age, gender and its probability."""
+        data = image.file.read(max_upload_bytes + 1)
+        if len(data) > max_upload_bytes:
+            return error(413, f"upload too large: the limit is {max_upload_bytes // (1024 * 1024)} MB")
+        if not data:
+            return error(400, "the uploaded file is empty")
+        stream = io.BytesIO(data)
+        stream.name = image.filename or "upload"
+        start = time.perf_counter()
+        try:
+            photo = open_rgb(stream)
+        except NotAnImage as problem:
+            return error(415, f"{problem}; send a JPEG, PNG, WebP, BMP or GIF photo")
+        except ImageTooLarge as problem:
+            return error(413, str(problem))
+        except ImageError as problem:
+            return error(400, str(problem))
+        with lock:
+            faces = predictor.predict(photo)
+        return {"image": {"width": photo.width, "height": photo.height},
+                "faces": [face.to_dict() for face in faces],
+                "milliseconds": round(1000 * (time.perf_counter() - start), 1)}
+
+    @app.get("/", include_in_schema=False)
+    def page():
+        return FileResponse(PAGE, media_type="text/html")
+
+    app.add_middleware(BodyLimit, limit=max_upload_bytes)
+    return app
+
+
+def run(host: str, port: int, model: str | None, max_upload_mb: float) -> None:
+    import uvicorn
+
+    uvicorn.run(create_app(model, int(max_upload_mb * 1024 * 1024)), host=host, port=port)

@@ -1,0 +1,68 @@
+"""A person's view: headless Chromium loads the page from a real server, uploads the example photo, and sees
+the face labelled. Skips where Chromium or Playwright is not installed (.ci/run installs both)."""
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = ROOT / "test-artifacts"
+
+playwright = pytest.importorskip("playwright.sync_api")
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tiny_onnx):
+    port = _free_port()
+    process = subprocess.Popen([sys.executable, "-m", "agegender.cli", "serve", "--port", str(port),
+                                "--model", str(tiny_onnx)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(120):
+        try:
+            urllib.request.urlopen(url + "/healthz", timeout=1)
+            break
+        except OSError:
+            if process.poll() is not None:
+                pytest.fail(f"the server stopped: {process.stderr.read().decode()[-2000:]}")
+            time.sleep(0.5)
+    yield url
+    process.terminate()
+    process.wait(timeout=20)
+
+
+def test_upload_on_the_page_shows_labelled_faces(server):
+    ARTIFACTS.mkdir(exist_ok=True)
+    with playwright.sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run"])
+        page = browser.new_page(viewport={"width": 1000, "height": 1100})
+        page.goto(server)
+        page.set_input_files("#file", str(ROOT / "examples" / "astronaut.jpg"))
+        page.wait_for_selector("#results tbody tr", timeout=30_000)
+        status = page.text_content("#status")
+        cells = page.eval_on_selector_all("#results tbody tr td", "cells => cells.map(c => c.textContent)")
+        canvas_size = page.eval_on_selector("#canvas", "c => [c.width, c.height]")
+        page.screenshot(path=str(ARTIFACTS / "page-after-upload.png"), full_page=True)
+        page.set_input_files("#file", str(ROOT / "pyproject.toml"))
+        page.wait_for_selector("#status.error", timeout=30_000)
+        error = page.text_content("#status")
+        browser.close()
+    assert status.startswith("1 face found")
+    assert cells[2] in ("male", "female") and cells[3].endswith("%")
+    assert canvas_size == [512, 512]
+    assert "not an image" in error
+    assert os.path.getsize(ARTIFACTS / "page-after-upload.png") > 10_000
