@@ -29,16 +29,24 @@ class UploadTooLarge(Exception):
 
 
 class BodyLimit:
-    """ASGI middleware: refuse a request body over `limit` bytes with 413 before it is read or spooled."""
+    """ASGI middleware: refuse a request body over `limit` bytes with 413 without passing it on.
+
+    A body up to four times the limit is read and discarded first, so that simple clients, which send the
+    whole body before they read the reply, see the 413 rather than a broken connection; a larger one is
+    answered at once.
+    """
 
     def __init__(self, app, limit: int):
         self.app, self.limit = app, limit
+        self.allowed = limit + 64 * 1024  # room for the multipart envelope around the file
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        length = dict(scope["headers"]).get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.limit + 64 * 1024:  # multipart overhead
+        length = dict(scope["headers"]).get(b"content-length", b"")
+        if length.isdigit() and int(length) > self.allowed:
+            if int(length) <= 4 * self.limit:
+                await self._drain(receive)
             return await self._refuse(scope, receive, send)
         received = 0
         started = False
@@ -47,7 +55,7 @@ class BodyLimit:
             nonlocal received
             message = await receive()
             received += len(message.get("body", b""))
-            if received > self.limit + 64 * 1024:
+            if received > self.allowed:
                 raise UploadTooLarge
             return message
 
@@ -60,6 +68,13 @@ class BodyLimit:
         except UploadTooLarge:
             if not started:
                 await self._refuse(scope, receive, send)
+
+    @staticmethod
+    async def _drain(receive):
+        while True:
+            message = await receive()
+            if message["type"] != "http.request" or not message.get("more_body"):
+                return
 
     async def _refuse(self, scope, receive, send):
         response = JSONResponse({"error": f"upload too large: the limit is {self.limit // (1024 * 1024)} MB"},
