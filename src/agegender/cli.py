@@ -56,6 +56,13 @@ def _export(args) -> int:
     return 0
 
 
+def _compare(args) -> int:
+    from .compare import compare
+
+    print(f"wrote {compare([Path(run) for run in args.runs], Path(args.out))}")
+    return 0
+
+
 def _serve(args) -> int:
     from .serve import run
 
@@ -168,6 +175,11 @@ def parser() -> argparse.ArgumentParser:
     export.add_argument("model", help="a .keras model or a run folder")
     export.add_argument("--out", required=True, help="the .onnx file to write")
     export.set_defaults(run=_export)
+
+    compare = commands.add_parser("compare", help="learning curves and a table comparing finished runs")
+    compare.add_argument("runs", nargs="+", help="run folders")
+    compare.add_argument("--out", default="reports/compare.md", help="the Markdown report (figures beside it)")
+    compare.set_defaults(run=_compare)
 
     serve = commands.add_parser("serve", help="web service and browser page (FastAPI)")
     serve.add_argument("--host", default="127.0.0.1")

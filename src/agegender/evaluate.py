@@ -58,6 +58,19 @@ def evaluate_frame(model, frame: pd.DataFrame) -> pd.DataFrame:
     return frame.assign(predicted_age=ages, female_probability=females)
 
 
+def single_face_ms(model, crop: np.ndarray, repeats: int = 50) -> float:
+    """Median milliseconds for one face through `model` (after a warm-up call)."""
+    import time
+
+    model.predict_pixels(crop)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        model.predict_pixels(crop)
+        times.append(time.perf_counter() - start)
+    return round(1000 * float(np.median(times)), 2)
+
+
 def write_evaluation(result: dict, out_prefix: Path, title: str) -> tuple[Path, Path]:
     json_path, md_path = out_prefix.with_suffix(".json"), out_prefix.with_suffix(".md")
     json_path.write_text(json.dumps(result, indent=2) + "\n")

@@ -28,8 +28,8 @@ class RunError(ValueError):
     """A run folder that cannot be used as asked."""
 
 
-CONFIG, SPLIT, HISTORY, BEST, METRICS, BACKUP = (
-    "config.json", "split.csv", "history.csv", "best.keras", "metrics.json", "backup")
+CONFIG, SPLIT, HISTORY, BEST, ONNX, METRICS, BACKUP = (
+    "config.json", "split.csv", "history.csv", "best.keras", "model.onnx", "metrics.json", "backup")
 
 
 class EpochClock(keras.callbacks.Callback):
@@ -165,6 +165,8 @@ def _fit(recipe: Recipe, config: dict, out: Path, verbose, extra_callbacks: list
 
 def finalize(out: Path, config: dict, recipe: Recipe, val_rows: pd.DataFrame, val_pixels: np.ndarray) -> dict:
     """metrics.json, the validation breakdown and the learning curves from the history and best checkpoint."""
+    from .evaluate import single_face_ms
+    from .export import export_onnx
     from .predictor import AgeGenderModel
 
     history = pd.read_csv(out / HISTORY)
@@ -185,6 +187,9 @@ def finalize(out: Path, config: dict, recipe: Recipe, val_rows: pd.DataFrame, va
         "parameters": int(keras.models.load_model(out / BEST, compile=False).count_params()),
         "hardware": config["hardware"],
     }
+    onnx_path = export_onnx(out / BEST, out / ONNX, metadata={"recipe": recipe.name, "protocol": recipe.protocol})
+    metrics["onnx_megabytes"] = round(onnx_path.stat().st_size / 1e6, 1)
+    metrics["single_face_ms"] = single_face_ms(AgeGenderModel(onnx_path), val_pixels[:1])
     (out / METRICS).write_text(json.dumps(metrics, indent=2) + "\n")
     shutil.rmtree(out / BACKUP, ignore_errors=True)
     return metrics
