@@ -61,3 +61,18 @@ def test_onnx_export_predicts_what_keras_predicts(trained_run, utk_folder, tmp_p
     for k, o in zip(keras_rows, onnx_rows):
         assert abs(k["age"] - o["age"]) <= 0.1 and abs(k["female_probability"] - o["female_probability"]) < 1e-3
     assert main(["export", str(onnx_path), "--out", str(tmp_path / "again.onnx")]) == 2
+
+
+def test_int8_export_is_smaller_and_still_agrees(trained_run, utk_folder, tmp_path, capsys):
+    full, small = tmp_path / "full.onnx", tmp_path / "small.onnx"
+    assert main(["export", str(trained_run), "--out", str(full)]) == 0
+    assert main(["export", str(trained_run), "--out", str(small), "--int8"]) == 0
+    assert small.stat().st_size < full.stat().st_size / 2.5
+    from agegender.predictor import AgeGenderModel
+    from agegender.images import load_crops
+
+    pixels, _ = load_crops([str(p) for p in sorted(utk_folder.iterdir())[:32]], 32)
+    (age_full, female_full), (age_small, female_small) = (AgeGenderModel(m).predict_pixels(pixels) for m in (full, small))
+    assert abs(age_full - age_small).mean() < 1.0
+    assert ((female_full >= 0.5) == (female_small >= 0.5)).mean() >= 0.9
+    assert AgeGenderModel(small).metadata["weights"] == "int8"
