@@ -47,14 +47,27 @@ def test_an_interrupted_run_resumes_to_the_same_epochs_and_history(tmp_path, utk
     assert len(pd.read_csv(out / "history.csv")) == 2
     with pytest.raises(RunError, match="unfinished run; pass --resume"):
         train(TINY, str(utk_folder), out, verbose=0)
+    with pytest.raises(RunError, match="only --epochs can change"):
+        train(TINY, None, out, resume=True, overrides={"batch_size": 8}, verbose=0)
+    with pytest.raises(RunError, match="already run 2 epochs; --epochs must be at least 2"):
+        train(TINY, None, out, resume=True, overrides={"epochs": 1}, verbose=0)
     metrics = train(TINY, None, out, resume=True, verbose=0)
     history = pd.read_csv(out / "history.csv")
     assert history["epoch"].tolist() == [0, 1, 2, 3]
     assert metrics["epochs_run"] == 4
 
 
-def test_resume_needs_a_run_and_keeps_its_settings(tmp_path, trained_run):
+def test_an_interrupted_run_can_be_ended_early_at_the_epochs_it_has(tmp_path, utk_folder):
+    out = tmp_path / "run"
+    with pytest.raises(RunError, match="interrupted after epoch 2"):
+        train(TINY, str(utk_folder), out, overrides={"epochs": 5}, verbose=0, extra_callbacks=[_Interrupt()])
+    metrics = train(TINY, None, out, resume=True, overrides={"epochs": 2}, verbose=0)
+    assert metrics["epochs_run"] == metrics["epochs_planned"] == 2
+    assert json.loads((out / "config.json").read_text())["overrides"]["epochs"] == 2
+
+
+def test_resume_needs_an_unfinished_run(tmp_path, trained_run):
     with pytest.raises(RunError, match="no run to resume"):
         train(TINY, None, tmp_path / "empty", resume=True, verbose=0)
-    with pytest.raises(RunError, match="only --epochs can change"):
-        train(TINY, None, trained_run, resume=True, overrides={"batch_size": 8}, verbose=0)
+    with pytest.raises(RunError, match="holds a finished run; start a new one"):
+        train(TINY, None, trained_run, resume=True, overrides={"epochs": 9}, verbose=0)

@@ -89,14 +89,16 @@ def train(recipe: Recipe, data_source: str | None, out: str | Path, resume: bool
     if resume:
         if not (out / CONFIG).is_file():
             raise RunError(f"{out} holds no run to resume (no {CONFIG}); start one without --resume")
+        if (out / METRICS).exists():
+            raise RunError(f"{out} holds a finished run; start a new one to train longer")
         config = json.loads((out / CONFIG).read_text())
-        extended = {k: v for k, v in overrides.items() if k == "epochs"}  # only the length may change on resume
         if set(overrides) - {"epochs"}:
             raise RunError("only --epochs can change when resuming; the run's other settings are in its config.json")
-        if extended:
-            config["overrides"].update(extended)
-            config["recipe"].update(extended)
-            (out / METRICS).unlink(missing_ok=True)
+        if "epochs" in overrides:  # a run may be lengthened, or ended early at an epoch it has not passed
+            done = _last_backed_up_epoch(out)
+            if overrides["epochs"] < done:
+                raise RunError(f"{out} has already run {done} epochs; --epochs must be at least {done}")
+            config["overrides"]["epochs"] = config["recipe"]["epochs"] = overrides["epochs"]
             (out / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
         recipe = Recipe.from_dict(config["recipe"])
         backbone_weights = config.get("backbone_weights")
@@ -139,21 +141,23 @@ def _fit(recipe: Recipe, config: dict, out: Path, verbose, extra_callbacks: list
         history[history["epoch"] < done].to_csv(history_path, index=False)
     best_so_far = pd.read_csv(history_path)["val_loss"].min() if done and history_path.is_file() else None
 
-    callbacks = [
-        keras.callbacks.BackupAndRestore(str(out / BACKUP), double_checkpoint=True),
-        keras.callbacks.ModelCheckpoint(str(out / BEST), monitor="val_loss", save_best_only=True,
-                                        initial_value_threshold=best_so_far),
-        keras.callbacks.TerminateOnNaN(),
-        EpochClock(),
-        keras.callbacks.CSVLogger(str(history_path), append=True),
-        *extra_callbacks,
-    ]
+    # Order matters at each epoch's end: the schedule, the best checkpoint and the history row are all
+    # written before the backup, so a run killed at any moment resumes with nothing missing.
+    callbacks = [EpochClock()]
     if recipe.schedule == "plateau":
-        callbacks.insert(1, keras.callbacks.ReduceLROnPlateau(
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(
             monitor="val_loss", factor=recipe.plateau_factor, patience=recipe.plateau_patience,
             min_lr=recipe.min_learning_rate))
     if recipe.early_stopping_patience:
-        callbacks.insert(1, keras.callbacks.EarlyStopping(monitor="val_loss", patience=recipe.early_stopping_patience))
+        callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=recipe.early_stopping_patience))
+    callbacks += [
+        keras.callbacks.ModelCheckpoint(str(out / BEST), monitor="val_loss", save_best_only=True,
+                                        initial_value_threshold=best_so_far),
+        keras.callbacks.TerminateOnNaN(),
+        keras.callbacks.CSVLogger(str(history_path), append=True),
+        *extra_callbacks,
+        keras.callbacks.BackupAndRestore(str(out / BACKUP), double_checkpoint=True),
+    ]
     try:
         model.fit(train_data, validation_data=val_data, epochs=recipe.epochs, callbacks=callbacks, verbose=verbose,
                   shuffle=False)  # the pipeline shuffles
