@@ -57,3 +57,13 @@ def test_unreadable_bytes_name_the_file(content, message):
     stream.name = "upload.jpg"
     with pytest.raises(ImageError, match=f"upload.jpg: {message}"):
         load_crop(stream, 32)
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    from agegender.images import open_rgb
+
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    path = tmp_path / "phone.jpg"
+    Image.new("RGB", (60, 40)).save(path, exif=exif)
+    assert open_rgb(path).size == (40, 60)

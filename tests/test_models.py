@@ -65,3 +65,21 @@ def test_recipes_are_complete_and_overridable():
         get_recipe("seed-a").with_overrides(epochz=3)
     with pytest.raises(ValueError, match="unknown recipe"):
         get_recipe("seed-z")
+
+
+def _moving_mean_change(recipe_name: str) -> float:
+    from agegender.models import compile_model
+
+    recipe = get_recipe(recipe_name).with_overrides(image_size=71)
+    model = build_model(recipe)
+    compile_model(model, recipe)
+    layer = model.get_layer("xception").get_layer("block13_sepconv2_bn")  # well past the frozen 50
+    before = np.array(layer.moving_mean)
+    images = np.random.default_rng(0).uniform(0, 255, (8, 71, 71, 3)).astype("float32")
+    model.fit(images, {"gender": np.ones((8, 1)), "age": np.full((8, 1), 30.0)}, epochs=1, verbose=0)
+    return float(np.abs(np.array(layer.moving_mean) - before).max())
+
+
+def test_corrected_recipe_keeps_backbone_batchnorm_statistics_and_the_report_s_does_not():
+    assert _moving_mean_change("seed-b") > 0
+    assert _moving_mean_change("xception") == 0

@@ -71,3 +71,10 @@ def test_resume_needs_an_unfinished_run(tmp_path, trained_run):
         train(TINY, None, tmp_path / "empty", resume=True, verbose=0)
     with pytest.raises(RunError, match="holds a finished run; start a new one"):
         train(TINY, None, trained_run, resume=True, overrides={"epochs": 9}, verbose=0)
+
+
+def test_a_tiny_xception_fine_tune_runs_end_to_end(tmp_path, utk_folder):
+    recipe = get_recipe("seed-b").with_overrides(image_size=71, batch_size=32)
+    metrics = train(recipe, str(utk_folder), tmp_path / "b", overrides={"epochs": 1}, verbose=0)
+    assert metrics["epochs_run"] == 1 and metrics["parameters"] == 21_911_082
+    assert (tmp_path / "b" / "model.onnx").is_file()

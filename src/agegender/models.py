@@ -89,9 +89,13 @@ def build_xception(recipe: Recipe, backbone_weights: str | None = None, mean=Non
     base = xception_backbone(recipe.image_size, backbone_weights)
     for layer in base.layers[: recipe.frozen_layers]:
         layer.trainable = False
-    # training=False keeps every backbone BatchNorm on its ImageNet statistics (Keras' fine-tuning advice);
-    # None lets the unfrozen ones update them, as the report's code did.
-    x = base(x, training=False if recipe.backbone_batchnorm_inference else None)
+    if recipe.backbone_batchnorm_inference:
+        # A non-trainable BatchNormalization runs in inference mode in Keras 3, keeping its ImageNet statistics
+        # (calling the backbone with training=False does not: fit's training=True overrides it).
+        for layer in base.layers:
+            if isinstance(layer, layers.BatchNormalization):
+                layer.trainable = False
+    x = base(x)
     x = layers.GlobalAveragePooling2D(name="pool")(x)
     x = layers.Dropout(0.3, name="pool_dropout")(x)
     gender = _head(x, 256, 0.2, 0.002, "gender_head", batchnorm=False)

@@ -33,7 +33,7 @@ class Recipe:
     shift_fraction: float = 0.15
     horizontal_flip: bool = True
     # Fine-tuning (xception only): layers frozen from the input side, and whether every backbone BatchNorm
-    # keeps its ImageNet statistics (inference mode) while the unfrozen layers train.
+    # stays frozen in inference mode (ImageNet statistics and scales) while the other unfrozen layers train.
     frozen_layers: int = 0
     backbone_batchnorm_inference: bool = False
     loss_weights: dict = field(default_factory=lambda: {"gender": 1.0, "age": 1.0})
