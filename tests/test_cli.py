@@ -31,7 +31,7 @@ def test_predict_fails_only_when_nothing_could_be_processed(trained_run, tmp_pat
 
 
 def test_evaluate_writes_json_and_markdown(trained_run, utk_folder, tmp_path, capsys):
-    code = main(["evaluate", str(trained_run), "--data", str(utk_folder), "--split", str(trained_run / "split.csv"),
+    code = main(["evaluate", str(trained_run), "--split", str(trained_run / "split.csv"),
                  "--out", str(tmp_path / "eval")])
     assert code == 0
     result = json.loads((tmp_path / "eval.json").read_text())
@@ -39,6 +39,10 @@ def test_evaluate_writes_json_and_markdown(trained_run, utk_folder, tmp_path, ca
     assert result["overall"]["n"] == split_rows
     assert set(result) >= {"overall", "age_bracket", "gender", "race"}
     assert "| **overall** |" in capsys.readouterr().out
+    assert main(["evaluate", str(trained_run), "--data", str(utk_folder), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["overall"]["n"] == len(list(utk_folder.iterdir()))
+    assert main(["evaluate", str(trained_run)]) == 2
+    assert "--data" in capsys.readouterr().err
 
 
 def test_user_errors_are_one_line(tmp_path, capsys):

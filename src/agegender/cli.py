@@ -35,11 +35,14 @@ def _evaluate(args) -> int:
     from .evaluate import breakdown, breakdown_markdown, evaluate_frame, write_evaluation
     from .predictor import AgeGenderModel
 
+    if not (args.data or args.split):
+        raise DataError("name the images to evaluate on with --data, or a run's split with --split")
     model = AgeGenderModel(args.model)
-    frame = read_dataset(args.data)
     if args.split:
         split = load_split(Path(args.split))
         frame = split[split["split"] == args.split_name]
+    else:
+        frame = read_dataset(args.data)
     result = breakdown(evaluate_frame(model, frame))
     title = f"{model.path.name} on {args.split or args.data}"
     if args.out:
@@ -152,8 +155,8 @@ def parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("evaluate", help="accuracy and MAE overall and per age, gender and race")
     evaluate.add_argument("model", help="a .keras or .onnx model, or a run folder")
-    evaluate.add_argument("--data", required=True, help="labelled data (as for train)")
-    evaluate.add_argument("--split", help="a run's split.csv: evaluate only its --split-name rows")
+    evaluate.add_argument("--data", help="labelled data (as for train)")
+    evaluate.add_argument("--split", help="instead of --data, a run's split.csv: only its --split-name rows")
     evaluate.add_argument("--split-name", default="val")
     evaluate.add_argument("--out", help="write OUT.json and OUT.md")
     evaluate.add_argument("--json", action="store_true", help="print JSON instead of a Markdown table")
