@@ -95,3 +95,13 @@ def test_a_photo_without_faces_is_reported(trained_run, tmp_path, capsys):
     Image.fromarray(np.full((200, 300, 3), 127, np.uint8)).save(tmp_path / "wall.jpg")
     assert main(["predict", str(tmp_path / "wall.jpg"), "--model", str(trained_run)]) == 0
     assert "wall.jpg: no face found" in capsys.readouterr().out
+
+
+def test_the_shipped_default_model_labels_the_example_photo():
+    from agegender.predictor import DEFAULT_MODEL
+
+    if not DEFAULT_MODEL.is_file():
+        pytest.skip("no default model shipped yet")
+    faces = Predictor().predict(EXAMPLE)
+    assert len(faces) == 1
+    assert faces[0].gender == "female" and 20 <= faces[0].age <= 65  # Eileen Collins was 42 in this 1998 photo
