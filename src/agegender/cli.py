@@ -8,8 +8,6 @@ import sys
 import warnings
 from pathlib import Path
 
-import numpy as np
-
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter off the terminal
 
 from .errors import DataError, DataWarning, ImageError, ModelError
@@ -106,7 +104,7 @@ def _predict(args) -> int:
     for file in tqdm(files, desc="photos", unit="photo", disable=None if len(files) > 1 else True, file=sys.stderr):
         try:
             image = open_rgb(file)
-            faces = predictor.predict(np.asarray(image), aligned=args.aligned)
+            faces = predictor.predict(image, aligned=args.aligned)
         except ImageError as error:
             errors.append(str(error))
             continue
