@@ -1,5 +1,9 @@
 import json
 
+import numpy as np
+import pytest
+from PIL import Image
+
 from agegender.cli import main
 
 
@@ -80,3 +84,34 @@ def test_int8_export_is_smaller_and_still_agrees(trained_run, utk_folder, tmp_pa
     assert abs(age_full - age_small).mean() < 1.0
     assert ((female_full >= 0.5) == (female_small >= 0.5)).mean() >= 0.9
     assert AgeGenderModel(small).metadata["weights"] == "int8"
+
+
+def test_calibrate_stores_intervals_and_flip_that_predict_and_evaluate_then_use(tiny_onnx, utk_folder, tmp_path,
+                                                                                capsys):
+    import shutil
+
+    from agegender.predictor import AgeGenderModel
+
+    model = tmp_path / "calibrated.onnx"
+    shutil.copy(tiny_onnx, model)
+    rows = ["--data", str(utk_folder), "--protocol", "full"]
+    assert main(["calibrate", str(model), *rows, "--flip"]) == 0
+    table = json.loads(capsys.readouterr().out)
+    loaded = AgeGenderModel(model)
+    assert loaded.flip and loaded.age_interval == table and loaded.metadata["image_size"] == 32
+
+    crop = sorted(utk_folder.iterdir())[0]
+    assert main(["predict", str(crop), "--model", str(model), "--aligned", "--json"]) == 0
+    face = json.loads(capsys.readouterr().out)["faces"][0]
+    low, high = loaded.age_ranges(np.array([face["age"]]))  # this tiny model's interval need not hold its guess
+    assert (face["age_low"], face["age_high"]) == pytest.approx((low[0], high[0]), abs=0.06) and low < high
+    pixels = np.asarray(Image.open(crop).convert("RGB").resize((32, 32), Image.BILINEAR))[None]
+    plain, mirrored = (AgeGenderModel(tiny_onnx).predict_pixels(p)[0] for p in (pixels, pixels[:, :, ::-1]))
+    assert face["age"] == pytest.approx(float((plain + mirrored)[0] / 2), abs=0.06)
+
+    assert main(["evaluate", str(model), *rows, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert 0.0 <= result["overall"]["age_interval_coverage"] <= 1.0 and "worst" in result
+    assert main(["calibrate", str(model), *rows, "--split-name", "test"]) == 2
+    assert "no 'test' rows" in capsys.readouterr().err
+    assert main(["calibrate", str(tiny_onnx.parent / "missing.onnx"), *rows]) == 2

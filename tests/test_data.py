@@ -109,6 +109,16 @@ def test_5k_protocol_is_a_4000_1000_group_aware_subset():
         data.protocol_split(frame, "10k", seed=1)
 
 
+def test_holdout_protocol_keeps_full_train_and_cuts_its_val_in_two():
+    frame = _frame(3000)
+    full = data.protocol_split(frame, "full", seed=5)
+    holdout = data.protocol_split(frame, "holdout", seed=5)
+    assert (holdout["split"] == "train").equals(full["split"] == "train")
+    shares = holdout["split"].value_counts(normalize=True)
+    assert shares["val"] == pytest.approx(0.1, abs=0.01) and shares["test"] == pytest.approx(0.1, abs=0.01)
+    assert (holdout.groupby("group")["split"].nunique() == 1).all()
+
+
 def test_saved_split_loads_back_identically(tmp_path):
     frame = data.protocol_split(_frame(200), "full", seed=0)
     data.save_split(frame, tmp_path / "split.csv")

@@ -19,8 +19,21 @@ def test_breakdown_on_known_predictions():
     assert result["gender"]["female"] == {"n": 2, "gender_accuracy": 0.5, "age_mae": 5.0}
     assert result["race"] == {"White": {"n": 2, "gender_accuracy": 0.5, "age_mae": 1.0},
                               "Asian": {"n": 1, "gender_accuracy": 1.0, "age_mae": 10.0}}
+    assert result["worst"]["age_bracket"] == {"age_mae": "20-39", "gender_accuracy": "60+"}  # ties: the first
+    assert result["worst"]["race"] == {"age_mae": "Asian", "gender_accuracy": "White"}
     table = breakdown_markdown(result, "known")
     assert "| **overall** | 4 | 50.00% | 5.50 |" in table and "| race Asian | 1 | 100.00% | 10.00 |" in table
+    assert "by age, **20-39** for age (MAE) and **60+** for gender" in table
+
+
+def test_interval_coverage_per_group():
+    frame = pd.DataFrame({"age": [5, 8, 30, 70], "gender": [0, 1, 1, 0], "predicted_age": [7.0, 8.0, 20.0, 60.0],
+                          "female_probability": [0.2, 0.3, 0.9, 0.6], "age_low": [4.0, 9.0, 15.0, 55.0],
+                          "age_high": [10.0, 12.0, 25.0, 70.0]})
+    result = breakdown(frame)
+    assert result["overall"]["age_interval_coverage"] == 0.5  # 8 is below 9; 30 above 25
+    assert result["age_bracket"]["60+"]["age_interval_coverage"] == 1.0  # the upper end counts as inside
+    assert "true age inside the 80% interval" in breakdown_markdown(result, "t")
 
 
 def test_history_summary_reports_best_epochs_one_based():

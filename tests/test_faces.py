@@ -105,3 +105,4 @@ def test_the_shipped_default_model_labels_the_example_photo():
     faces = Predictor().predict(EXAMPLE)
     assert len(faces) == 1
     assert faces[0].gender == "female" and 20 <= faces[0].age <= 65  # Eileen Collins was 42 in this 1998 photo
+    assert faces[0].age_low < faces[0].age < faces[0].age_high  # the shipped model carries its calibration

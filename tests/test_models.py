@@ -67,6 +67,18 @@ def test_recipes_are_complete_and_overridable():
         get_recipe("seed-z")
 
 
+def test_command_line_settings_are_read_as_the_field_s_type():
+    seed_b = get_recipe("seed-b")
+    assert seed_b.parse_setting("preprocessing=xception") == ("preprocessing", "xception")
+    assert seed_b.parse_setting("backbone_batchnorm_inference=true") == ("backbone_batchnorm_inference", True)
+    assert seed_b.parse_setting("learning_rate=3e-4") == ("learning_rate", 3e-4)
+    assert seed_b.parse_setting("plateau_patience=2") == ("plateau_patience", 2)
+    for bad, message in (("epochz=3", "KEY=VALUE"), ("epochs", "KEY=VALUE"), ("epochs=ten", "expected a int"),
+                         ("horizontal_flip=maybe", "true or false"), ("loss_weights=1", "KEY=VALUE")):
+        with pytest.raises(ValueError, match=message):
+            seed_b.parse_setting(bad)
+
+
 def _moving_mean_change(recipe_name: str) -> float:
     from agegender.models import compile_model
 

@@ -37,6 +37,17 @@ def test_protocol_splits_keep_groups_whole(utkface, protocol, train, val):
     assert (split.groupby("group")["split"].nunique() == 1).all()
 
 
+def test_holdout_test_split_was_never_seen_by_the_protocol_full_run(utkface):
+    """The shipped model (runs/seed-a) trained on protocol full: none of its images are in holdout's test."""
+    saved = RUNS / "seed-a" / "split.csv"
+    if not saved.is_file():
+        pytest.skip("runs/seed-a is not committed")
+    trained_on = set(pd.read_csv(saved).query("split == 'train'")["path"].map(lambda p: Path(p).name))
+    holdout = data.protocol_split(utkface, "holdout", seed=1337)
+    test = set(holdout.loc[holdout["split"] == "test", "path"].map(lambda p: Path(p).name))
+    assert len(test) == pytest.approx(1_898, abs=20) and not trained_on & test
+
+
 @pytest.mark.parametrize("run", ["seed-a", "seed-a-5k"])
 def test_committed_runs_splits_are_reproducible(utkface, run):
     saved = RUNS / run / "split.csv"

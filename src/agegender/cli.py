@@ -20,33 +20,67 @@ USER_ERRORS = (DataError, ImageError, ModelError, ValueError, FileNotFoundError,
 def _train(args) -> int:
     from .train import train
 
-    overrides = {"protocol": args.protocol, "epochs": args.epochs, "batch_size": args.batch_size,
-                 "seed": args.seed, "mixed_precision": True if args.mixed_precision else None}
-    metrics = train(get_recipe(args.recipe), args.data, args.out, resume=args.resume, overrides=overrides,
+    recipe = get_recipe(args.recipe)
+    overrides = dict(recipe.parse_setting(text) for text in args.set)
+    overrides.update({"protocol": args.protocol, "epochs": args.epochs, "batch_size": args.batch_size,
+                      "seed": args.seed, "mixed_precision": True if args.mixed_precision else None})
+    metrics = train(recipe, args.data, args.out, resume=args.resume, overrides=overrides,
                     backbone_weights=args.backbone_weights)
     print(json.dumps(metrics, indent=2))
     return 0
 
 
+def _labelled_rows(args, default_split: str):
+    """The labelled rows chosen by --data / --protocol / --split / --split-name."""
+    from .data import load_split, protocol_split, read_dataset
+    from .recipes import Recipe
+
+    if not (args.data or args.split):
+        raise DataError("name the images with --data (optionally --protocol), or a run's split with --split")
+    if args.split:
+        frame = load_split(Path(args.split))
+    else:
+        frame = read_dataset(args.data)
+        if not args.protocol:
+            return frame, str(args.data)
+        frame = protocol_split(frame, args.protocol, Recipe.seed if args.seed is None else args.seed)
+    name = args.split_name or default_split
+    if not (frame["split"] == name).any():
+        raise DataError(f"the split has no {name!r} rows (it has: {', '.join(sorted(frame['split'].unique()))})")
+    return frame[frame["split"] == name], f"the {name} split of {args.split or f'protocol {args.protocol}'}"
+
+
 def _evaluate(args) -> int:
-    from .data import load_split, read_dataset
     from .evaluate import breakdown, breakdown_markdown, evaluate_frame, write_evaluation
     from .predictor import AgeGenderModel
 
-    if not (args.data or args.split):
-        raise DataError("name the images to evaluate on with --data, or a run's split with --split")
-    model = AgeGenderModel(args.model)
-    if args.split:
-        split = load_split(Path(args.split))
-        frame = split[split["split"] == args.split_name]
-    else:
-        frame = read_dataset(args.data)
+    model = AgeGenderModel(args.model, flip=args.flip)
+    frame, source = _labelled_rows(args, "test" if args.protocol == "holdout" else "val")
     result = breakdown(evaluate_frame(model, frame))
-    title = f"{model.path.name} on {args.split or args.data}"
+    title = f"{model.path.name} on {source}" + (" (with test-time flip)" if model.flip else "")
     if args.out:
         for path in write_evaluation(result, Path(args.out), title):
             print(f"wrote {path}", file=sys.stderr)
     print(json.dumps(result, indent=2) if args.json else breakdown_markdown(result, title))
+    return 0
+
+
+def _calibrate(args) -> int:
+    from .calibration import fit_age_intervals
+    from .evaluate import evaluate_frame
+    from .export import update_metadata
+    from .predictor import AgeGenderModel
+
+    model = AgeGenderModel(args.model, flip=args.flip)
+    if model.path.suffix != ".onnx":
+        raise ModelError(f"{model.path}: calibrate an exported .onnx model (agegender export)")
+    frame, source = _labelled_rows(args, "val")
+    predicted = evaluate_frame(model, frame)
+    table = fit_age_intervals(predicted["predicted_age"], predicted["age"], level=args.level)
+    update_metadata(model.path, {"test_time_flip": model.flip, "age_interval": table,
+                                 "calibrated_on": f"{len(predicted)} faces, {source}"})
+    print(json.dumps(table, indent=2))
+    print(f"wrote the calibration into {model.path}", file=sys.stderr)
     return 0
 
 
@@ -82,7 +116,8 @@ def _expand(inputs: list[str]) -> list[str]:
     return files
 
 
-CSV_FIELDS = ["file", "face", "x0", "y0", "x1", "y1", "age", "gender", "gender_probability", "female_probability",
+CSV_FIELDS = ["file", "face", "x0", "y0", "x1", "y1", "age", "age_low", "age_high", "gender", "gender_probability",
+              "female_probability",
               "detection_score", "landmarks"]
 
 
@@ -124,7 +159,8 @@ def _predict(args) -> int:
                              "landmarks": json.dumps(record["landmarks"]) if record["landmarks"] else ""})
     else:
         for record in records:
-            print(f"{record['file']} face {record['face']}: age {record['age']:.0f}, {record['gender']} "
+            interval = f" ({record['age_low']:.0f}-{record['age_high']:.0f})" if record["age_low"] is not None else ""
+            print(f"{record['file']} face {record['face']}: age {record['age']:.0f}{interval}, {record['gender']} "
                   f"({record['gender_probability']:.0%}), box {record['box']}")
         for file in no_face:
             print(f"{file}: no face found")
@@ -143,22 +179,41 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("--data", help="UTKFace folder, folder with labels.csv, or a path,age,gender CSV")
     train.add_argument("--out", required=True, help="run folder to create (or to continue with --resume)")
     train.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
-    train.add_argument("--protocol", choices=PROTOCOLS, help="full: 80:20 of all data; 5k: 4,000/1,000 subset")
+    train.add_argument("--protocol", choices=PROTOCOLS, help="full: 80:20 of all data; 5k: 4,000/1,000 "
+                       "subset; holdout: full's train, its val cut into val and a test split")
     train.add_argument("--epochs", type=int, help="override the recipe's epochs (also extends a resumed run)")
     train.add_argument("--batch-size", type=int)
     train.add_argument("--seed", type=int)
     train.add_argument("--mixed-precision", action="store_true", help="bfloat16 compute (faster on recent CPUs)")
+    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="override any recipe setting, e.g. --set preprocessing=xception (repeatable; recorded)")
     train.add_argument("--backbone-weights", help="Xception weights: a local .weights.h5 file or 'imagenet'")
     train.set_defaults(run=_train)
 
+    def add_rows_arguments(command, default_split: str) -> None:
+        command.add_argument("--data", help="labelled data (as for train)")
+        command.add_argument("--protocol", choices=PROTOCOLS, help="with --data: only one split of this protocol")
+        command.add_argument("--seed", type=int, help="the protocol's seed (default: the recipes' 1337)")
+        command.add_argument("--split", help="instead of --data, a run's split.csv")
+        command.add_argument("--split-name", help=f"which split's rows ({default_split})")
+        flip = command.add_mutually_exclusive_group()
+        flip.add_argument("--flip", action="store_true", default=None,
+                          help="average each face with its mirror image (default: as the model's metadata says)")
+        flip.add_argument("--no-flip", dest="flip", action="store_false")
+
     evaluate = commands.add_parser("evaluate", help="accuracy and MAE overall and per age, gender and race")
     evaluate.add_argument("model", help="a .keras or .onnx model, or a run folder")
-    evaluate.add_argument("--data", help="labelled data (as for train)")
-    evaluate.add_argument("--split", help="instead of --data, a run's split.csv: only its --split-name rows")
-    evaluate.add_argument("--split-name", default="val")
+    add_rows_arguments(evaluate, "default: test for protocol holdout, else val")
     evaluate.add_argument("--out", help="write OUT.json and OUT.md")
     evaluate.add_argument("--json", action="store_true", help="print JSON instead of a Markdown table")
     evaluate.set_defaults(run=_evaluate)
+
+    calibrate = commands.add_parser("calibrate", help="fit an exported model's 80%% age intervals on a "
+                                    "calibration split and store them (and the flip setting) in the model")
+    calibrate.add_argument("model", help="an .onnx model (rewritten in place)")
+    add_rows_arguments(calibrate, "default val; never the test split you report on")
+    calibrate.add_argument("--level", type=float, default=0.8, help="share of true ages inside (default 0.8)")
+    calibrate.set_defaults(run=_calibrate)
 
     predict = commands.add_parser("predict", help="age and gender of every face in photos")
     predict.add_argument("inputs", nargs="+", help="photos (JPEG, PNG, WebP, ...) or folders of them")

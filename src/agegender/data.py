@@ -164,17 +164,23 @@ def subset_by_groups(frame: pd.DataFrame, size: int, seed: int) -> pd.DataFrame:
 
 
 def protocol_split(frame: pd.DataFrame, protocol: str, seed: int) -> pd.DataFrame:
-    """The rows used by a protocol with a `split` column (train/val).
+    """The rows used by a protocol with a `split` column (train/val, and test for holdout).
 
-    full: 80:20 of every image. 5k: a fixed 5,000-image subset split 4,000/1,000.
+    full: 80:20 of every image. 5k: a fixed 5,000-image subset split 4,000/1,000. holdout: 80:10:10
+    train/val/test, where train is exactly full's train part and full's val part is cut in two by group,
+    so that a model trained on protocol full has never seen a test image.
     """
-    if protocol == "full":
-        chosen = frame
-    elif protocol == "5k":
+    if protocol == "5k":
         chosen = subset_by_groups(frame, 5000, seed)
+    elif protocol in ("full", "holdout"):
+        chosen = frame
     else:
         raise DataError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
-    return chosen.assign(split=group_split(chosen, {"train": 0.8, "val": 0.2}, seed))
+    split = group_split(chosen, {"train": 0.8, "val": 0.2}, seed)
+    if protocol == "holdout":
+        held = chosen[split == "val"]
+        split.loc[held.index] = group_split(held, {"val": 0.5, "test": 0.5}, seed + 1)
+    return chosen.assign(split=split)
 
 
 def save_split(frame: pd.DataFrame, path: Path) -> None:

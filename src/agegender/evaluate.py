@@ -7,22 +7,30 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .calibration import gender_reliability
 from .data import GENDERS, RACES, age_bracket
 
 
 def _scores(part: pd.DataFrame) -> dict:
-    return {
+    scores = {
         "n": int(len(part)),
         "gender_accuracy": float(((part["female_probability"] >= 0.5).astype(int) == part["gender"]).mean()),
         "age_mae": float((part["predicted_age"] - part["age"]).abs().mean()),
     }
+    if "age_low" in part:  # the share of true ages inside the model's calibrated interval
+        scores["age_interval_coverage"] = float(part["age"].between(part["age_low"], part["age_high"]).mean())
+    return scores
+
+
+GROUPS = (("age_bracket", "age"), ("gender", "gender"), ("race", "race"))
 
 
 def breakdown(frame: pd.DataFrame) -> dict:
     """Gender accuracy and age MAE overall, per age bracket, per gender and per race (where labelled).
 
     `frame` holds true `age`, `gender` (0 male, 1 female), optional `race`, and `predicted_age`,
-    `female_probability`.
+    `female_probability`, optional `age_low`, `age_high`. `worst` names the group with the highest MAE and the
+    one with the lowest gender accuracy; `gender_reliability` compares confidence with the share correct.
     """
     if frame.empty:
         raise ValueError("nothing to evaluate: no readable labelled images")
@@ -34,17 +42,39 @@ def breakdown(frame: pd.DataFrame) -> dict:
     if "race" in frame and frame["race"].notna().any():
         races = frame["race"].dropna().astype(int)
         result["race"] = {RACES[r]: _scores(frame.loc[races.index[races == r]]) for r in sorted(races.unique())}
+    result["worst"] = {section: {"age_mae": max(result[section], key=lambda g: result[section][g]["age_mae"]),
+                                 "gender_accuracy": min(result[section],
+                                                        key=lambda g: result[section][g]["gender_accuracy"])}
+                       for section, _ in GROUPS if result.get(section)}
+    result["gender_reliability"] = gender_reliability(frame["female_probability"], frame["gender"])
     return result
 
 
 def breakdown_markdown(result: dict, title: str) -> str:
-    lines = [f"# {title}", "", "| group | images | gender accuracy | age MAE (years) |", "|---|---:|---:|---:|"]
     overall = result["overall"]
-    lines.append(f"| **overall** | {overall['n']} | {overall['gender_accuracy']:.2%} | {overall['age_mae']:.2f} |")
-    for section, label in (("age_bracket", "age"), ("gender", "gender"), ("race", "race")):
-        for name, scores in result.get(section, {}).items():
-            lines.append(f"| {label} {name} | {scores['n']} | {scores['gender_accuracy']:.2%} | "
-                         f"{scores['age_mae']:.2f} |")
+    coverage = "age_interval_coverage" in overall
+    lines = [f"# {title}", "", "| group | images | gender accuracy | age MAE (years) |"
+             + (" true age inside the 80% interval |" if coverage else ""),
+             "|---|---:|---:|---:|" + ("---:|" if coverage else "")]
+
+    def row(name: str, scores: dict) -> str:
+        cells = f"| {name} | {scores['n']} | {scores['gender_accuracy']:.2%} | {scores['age_mae']:.2f} |"
+        return cells + (f" {scores['age_interval_coverage']:.1%} |" if coverage else "")
+
+    lines.append(row("**overall**", overall))
+    for section, label in GROUPS:
+        lines.extend(row(f"{label} {name}", scores) for name, scores in result.get(section, {}).items())
+    if "worst" in result:
+        lines += ["", "Worst groups: " + "; ".join(
+            f"by {dict(GROUPS)[section]}, **{worst['age_mae']}** for age (MAE) and **{worst['gender_accuracy']}** "
+            "for gender" for section, worst in result["worst"].items()) + "."]
+    if "gender_reliability" in result:
+        reliability = result["gender_reliability"]
+        lines += ["", "Gender reliability (confidence of the predicted gender against the share correct; expected "
+                  f"calibration error {reliability['expected_calibration_error']:.3f}):", "",
+                  "| confidence | faces | mean confidence | share correct |", "|---|---:|---:|---:|"]
+        lines += [f"| {b['confidence']} | {b['n']} | {b['mean_confidence']:.3f} | {b['accuracy']:.3f} |"
+                  for b in reliability["bins"]]
     return "\n".join(lines) + "\n"
 
 
@@ -55,7 +85,9 @@ def evaluate_frame(model, frame: pd.DataFrame) -> pd.DataFrame:
     pixels, readable = load_crops(frame["path"].tolist(), model.image_size)
     frame = frame[readable]
     ages, females = model.predict_pixels(pixels[readable])
-    return frame.assign(predicted_age=ages, female_probability=females)
+    frame = frame.assign(predicted_age=ages, female_probability=females)
+    ranges = model.age_ranges(ages)
+    return frame.assign(age_low=ranges[0], age_high=ranges[1]) if ranges else frame
 
 
 def single_face_ms(model, crop: np.ndarray, repeats: int = 50) -> float:

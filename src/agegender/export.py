@@ -66,3 +66,22 @@ def export_onnx(model_path: str | Path, out: str | Path, metadata: dict | None =
         onnx.save(graph, str(partial))
         os.replace(partial, out)
     return out
+
+
+def update_metadata(onnx_path: str | Path, updates: dict) -> Path:
+    """Merge `updates` into an exported model's agegender metadata; the file is replaced only when complete."""
+    import onnx
+
+    onnx_path = Path(onnx_path)
+    graph = onnx.load(str(onnx_path))
+    entries = {prop.key: prop for prop in graph.metadata_props}
+    info = json.loads(entries["agegender"].value) if "agegender" in entries else {}
+    info.update(updates)
+    if "agegender" in entries:
+        entries["agegender"].value = json.dumps(info)
+    else:
+        graph.metadata_props.add(key="agegender", value=json.dumps(info))
+    partial = onnx_path.with_name(onnx_path.name + ".partial")
+    onnx.save(graph, str(partial))
+    os.replace(partial, onnx_path)
+    return onnx_path

@@ -40,9 +40,14 @@ def resolve_model_path(path: str | Path | None) -> Path:
 
 
 class AgeGenderModel:
-    """A trained model applied to aligned face crops (RGB pixels 0-255 at the model's input size)."""
+    """A trained model applied to aligned face crops (RGB pixels 0-255 at the model's input size).
 
-    def __init__(self, model_path: str | Path | None = None):
+    An exported model may carry, in its metadata, how it is best run: `test_time_flip` (average each face
+    with its mirror image) and `age_interval` (calibrated offsets for an age interval, see calibration.py).
+    `flip` overrides the model's own setting.
+    """
+
+    def __init__(self, model_path: str | Path | None = None, flip: bool | None = None):
         self.path = resolve_model_path(model_path)
         if self.path.suffix == ".onnx":
             import onnxruntime
@@ -69,9 +74,24 @@ class AgeGenderModel:
                 raise ModelError(f"{self.path} is not a loadable Keras model ({error})".splitlines()[0]) from None
             self.image_size = int(self._model.input_shape[1])
             self.metadata = {"name": self._model.name}
+        self.flip = bool(self.metadata.get("test_time_flip", False)) if flip is None else flip
+        self.age_interval = self.metadata.get("age_interval")
 
     def predict_pixels(self, pixels: np.ndarray, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
         """(ages, female probabilities) for N x size x size x 3 RGB pixels in 0-255."""
+        ages, females = self._run(pixels, batch_size)
+        if self.flip:
+            mirrored_ages, mirrored_females = self._run(np.asarray(pixels)[:, :, ::-1], batch_size)
+            ages, females = (ages + mirrored_ages) / 2, (females + mirrored_females) / 2
+        return ages, females
+
+    def age_ranges(self, ages: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """The calibrated (low, high) ages around predictions, or None when the model carries no calibration."""
+        from .calibration import age_intervals
+
+        return age_intervals(ages, self.age_interval) if self.age_interval else None
+
+    def _run(self, pixels: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
         ages, females = [], []
         for start in range(0, len(pixels), batch_size):
             batch = np.asarray(pixels[start:start + batch_size], dtype=np.float32)
@@ -101,6 +121,8 @@ class Face:
     landmarks: list[list[float]] | None  # eyes, nose tip, mouth corners; None for ready crops
     detection_score: float | None        # None for ready crops
     age: float
+    age_low: float | None                # calibrated interval around `age` (None if the model has none):
+    age_high: float | None               # the true age falls inside it for about 80% of faces
     gender: str                          # "male" or "female"
     gender_probability: float            # probability of the predicted gender
     female_probability: float
@@ -141,11 +163,15 @@ class Predictor:
         if not crops:
             return []
         ages, females = self.model.predict_pixels(np.stack(crops))
+        ranges = self.model.age_ranges(ages)
+        lows, highs = ranges if ranges else ([None] * len(ages), [None] * len(ages))
         faces = []
-        for index, (box, points, score, age, female) in enumerate(zip(boxes, landmarks, scores, ages, females)):
+        for index, (box, points, score, age, low, high, female) in enumerate(
+                zip(boxes, landmarks, scores, ages, lows, highs, females)):
             female = float(female)
             faces.append(Face(face=index, box=box, landmarks=points, detection_score=score,
-                              age=round(float(age), 1), gender="female" if female >= 0.5 else "male",
+                              age=round(float(age), 1), age_low=None if low is None else round(float(low), 1),
+                              age_high=None if high is None else round(float(high), 1), gender="female" if female >= 0.5 else "male",
                               gender_probability=round(max(female, 1 - female), 4),
                               female_probability=round(female, 4)))
         return faces

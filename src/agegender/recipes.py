@@ -9,7 +9,9 @@ import dataclasses
 from dataclasses import dataclass, field
 
 
-PROTOCOLS = ("full", "5k")  # full: 80:20 of every image; 5k: a fixed 5,000-image subset split 4,000/1,000
+# full: 80:20 of every image; 5k: a fixed 5,000-image subset split 4,000/1,000; holdout: full with its
+# validation part cut in two, half kept as a test split for final figures only.
+PROTOCOLS = ("full", "5k", "holdout")
 
 
 @dataclass(frozen=True)
@@ -18,7 +20,7 @@ class Recipe:
     description: str
     architecture: str              # a builder in models.py: "report_cnn" or "xception"
     preprocessing: str             # "featurewise" (train-split mean/std), "unit" ([0, 1]) or "xception" ([-1, 1])
-    protocol: str = "full"         # data protocol (data.PROTOCOLS): "full" 80:20 of everything, "5k" 4,000/1,000
+    protocol: str = "full"         # data protocol (recipes.PROTOCOLS)
     image_size: int = 128          # square input side in pixels
     batch_size: int = 32
     epochs: int = 45
@@ -47,6 +49,23 @@ class Recipe:
         if unknown:
             raise ValueError(f"unknown recipe setting(s): {', '.join(sorted(unknown))}")
         return dataclasses.replace(self, **changes)
+
+    def parse_setting(self, text: str) -> tuple[str, object]:
+        """`KEY=VALUE` from the command line, VALUE read as the type of the recipe's field."""
+        key, equals, value = text.partition("=")
+        fields = {f.name: f for f in dataclasses.fields(self)}
+        if not equals or key not in fields or isinstance(getattr(self, key), dict):
+            raise ValueError(f"--set {text!r}: expected KEY=VALUE with KEY one of "
+                             f"{', '.join(n for n in fields if not isinstance(getattr(self, n), dict))}")
+        kind = type(getattr(self, key))
+        if kind is bool:
+            if value.lower() not in ("true", "false", "1", "0"):
+                raise ValueError(f"--set {key}: expected true or false, got {value!r}")
+            return key, value.lower() in ("true", "1")
+        try:
+            return key, kind(value)
+        except ValueError:
+            raise ValueError(f"--set {key}: expected a {kind.__name__}, got {value!r}") from None
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

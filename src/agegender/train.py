@@ -60,6 +60,7 @@ def _prepare(recipe: Recipe, data_source: str, out: Path, overrides: dict, backb
         "backbone_weights": backbone_weights,
         "train_images": int((split["split"] == "train").sum()),
         "val_images": int((split["split"] == "val").sum()),
+        "test_images": int((split["split"] == "test").sum()),  # kept out of training and model choice
         "hardware": _hardware(),
         "versions": {"keras": keras.__version__, "tensorflow": _tf_version(), "python": platform.python_version()},
     }
@@ -122,9 +123,9 @@ def _fit(recipe: Recipe, config: dict, out: Path, verbose, extra_callbacks: list
     split = data.load_split(out / SPLIT)
     pixels, readable = load_crops(split["path"].tolist(), recipe.image_size)
     split, pixels = split[readable].reset_index(drop=True), pixels[readable]
-    is_train = (split["split"] == "train").to_numpy()
-    train_pixels, val_pixels = pixels[is_train], pixels[~is_train]
-    train_rows, val_rows = split[is_train], split[~is_train]
+    is_train, is_val = (split["split"] == "train").to_numpy(), (split["split"] == "val").to_numpy()
+    train_pixels, val_pixels = pixels[is_train], pixels[is_val]  # a test part, if any, is never touched
+    train_rows, val_rows = split[is_train], split[is_val]
     mean, variance = channel_statistics(train_pixels) if recipe.preprocessing == "featurewise" else (None, None)
 
     model = build_model(recipe, config.get("backbone_weights"), mean, variance)

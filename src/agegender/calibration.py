@@ -1,0 +1,61 @@
+"""Uncertainty: calibrated age intervals and how well gender probabilities match outcomes.
+
+Age intervals are split-conformal: on a calibration split (never the test split), the errors of the
+model (true age - predicted age) are collected per predicted-age bracket, and their 10th and 90th
+percentiles become the interval's offsets. A model that regresses age with MSE gives no distribution of its
+own; these offsets are measured, so that "80% interval" means 80% of real faces, per age range.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+EDGES = (10.0, 20.0, 40.0, 60.0)  # predicted-age brackets: 0-9, 10-19, 20-39, 40-59, 60+ (as in evaluation)
+MIN_PER_BRACKET = 30  # fewer calibration faces than this in a bracket: use the offsets of all faces
+
+
+def fit_age_intervals(predicted: np.ndarray, true: np.ndarray, level: float = 0.8) -> dict:
+    """Offsets per predicted-age bracket such that `level` of the calibration faces fall inside."""
+    predicted, true = np.asarray(predicted, float), np.asarray(true, float)
+    if len(predicted) < MIN_PER_BRACKET:
+        raise ValueError(f"calibration needs at least {MIN_PER_BRACKET} labelled faces, got {len(predicted)}")
+    errors = true - predicted
+    tail = (1 - level) / 2
+    brackets = np.digitize(predicted, EDGES)
+    low, high, counts = [], [], []
+    for bracket in range(len(EDGES) + 1):
+        chosen = errors[brackets == bracket]
+        if len(chosen) < MIN_PER_BRACKET:
+            chosen = errors
+        low.append(round(float(np.quantile(chosen, tail)), 3))
+        high.append(round(float(np.quantile(chosen, 1 - tail)), 3))
+        counts.append(int((brackets == bracket).sum()))
+    return {"level": level, "edges": list(EDGES), "low": low, "high": high, "faces": counts}
+
+
+def age_intervals(predicted: np.ndarray, table: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(low, high) ages around each prediction, from a table of `fit_age_intervals`; never below 0."""
+    predicted = np.asarray(predicted, float)
+    brackets = np.digitize(predicted, table["edges"])
+    low = predicted + np.asarray(table["low"])[brackets]
+    high = predicted + np.asarray(table["high"])[brackets]
+    return np.maximum(low, 0.0), np.maximum(high, 0.0)
+
+
+def gender_reliability(female_probability: np.ndarray, gender: np.ndarray, bins: int = 10) -> dict:
+    """Reliability of the predicted gender's probability: per confidence bin, the mean confidence against the
+    share correct, and the expected calibration error (their gap weighted by faces)."""
+    female_probability, gender = np.asarray(female_probability, float), np.asarray(gender)
+    confidence = np.maximum(female_probability, 1 - female_probability)
+    correct = (female_probability >= 0.5).astype(int) == gender
+    edges = np.linspace(0.5, 1.0, bins + 1)
+    index = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
+    rows, gap = [], 0.0
+    for b in range(bins):
+        chosen = index == b
+        if not chosen.any():
+            continue
+        mean_confidence, accuracy = float(confidence[chosen].mean()), float(correct[chosen].mean())
+        rows.append({"confidence": f"{edges[b]:.2f}-{edges[b + 1]:.2f}", "n": int(chosen.sum()),
+                     "mean_confidence": round(mean_confidence, 4), "accuracy": round(accuracy, 4)})
+        gap += chosen.sum() * abs(mean_confidence - accuracy)
+    return {"bins": rows, "expected_calibration_error": round(gap / len(confidence), 4)}

@@ -1,0 +1,37 @@
+import numpy as np
+import pytest
+
+from agegender.calibration import age_intervals, fit_age_intervals, gender_reliability
+
+
+def test_age_intervals_cover_the_asked_share_per_bracket():
+    rng = np.random.default_rng(0)
+    true = rng.uniform(0, 90, 20_000)
+    predicted = true + rng.normal(0, np.where(true < 20, 2.0, 8.0))  # young faces: narrower errors
+    table = fit_age_intervals(predicted[:10_000], true[:10_000], level=0.8)
+    low, high = age_intervals(predicted[10_000:], table)
+    inside = (true[10_000:] >= low) & (true[10_000:] <= high)
+    assert inside.mean() == pytest.approx(0.8, abs=0.02)
+    assert table["high"][0] - table["low"][0] < table["high"][3] - table["low"][3]
+    assert (low >= 0).all()
+
+
+def test_too_few_calibration_faces_is_an_error():
+    with pytest.raises(ValueError, match="at least 30"):
+        fit_age_intervals(np.arange(10.0), np.arange(10.0))
+
+
+def test_a_bracket_without_faces_uses_all_errors():
+    predicted = np.linspace(25, 35, 100)
+    table = fit_age_intervals(predicted, predicted + np.linspace(-5, 5, 100))
+    assert table["faces"] == [0, 0, 100, 0, 0] and len(set(table["low"])) == 1
+
+
+def test_gender_reliability_of_a_perfectly_calibrated_model_is_near_zero():
+    rng = np.random.default_rng(1)
+    female = rng.uniform(0, 1, 50_000)
+    gender = (rng.uniform(0, 1, 50_000) < female).astype(int)
+    result = gender_reliability(female, gender)
+    assert result["expected_calibration_error"] < 0.01 and len(result["bins"]) == 10
+    overconfident = gender_reliability(np.where(female >= 0.5, 0.99, 0.01), gender)
+    assert overconfident["expected_calibration_error"] > 0.2
