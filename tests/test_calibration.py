@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from agegender.calibration import age_intervals, fit_age_intervals, gender_reliability
+from agegender.calibration import age_intervals, distribution_intervals, fit_age_intervals, gender_reliability
+from agegender.pipeline import age_distribution_targets
 
 
 def test_age_intervals_cover_the_asked_share_per_bracket():
@@ -35,3 +36,11 @@ def test_gender_reliability_of_a_perfectly_calibrated_model_is_near_zero():
     assert result["expected_calibration_error"] < 0.01 and len(result["bins"]) == 10
     overconfident = gender_reliability(np.where(female >= 0.5, 0.99, 0.01), gender)
     assert overconfident["expected_calibration_error"] > 0.2
+
+
+def test_distribution_intervals_are_its_central_percentiles():
+    targets = age_distribution_targets(np.array([30.0, 0.0]), sigma=5.0)
+    assert np.allclose(targets.sum(axis=1), 1) and targets[0].argmax() == 30 and targets[1].argmax() == 0
+    low, high = distribution_intervals(targets, level=0.8)
+    assert (low[0], high[0]) == (24, 36)  # 30 -+ 1.28 sigma, in whole years
+    assert (low[1], high[1]) == (0, 8)  # a half Gaussian at 0: its 90th percentile is 1.645 sigma

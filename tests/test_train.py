@@ -1,6 +1,7 @@
 import json
 
 import keras
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -78,3 +79,25 @@ def test_a_tiny_xception_fine_tune_runs_end_to_end(tmp_path, utk_folder):
     metrics = train(recipe, str(utk_folder), tmp_path / "b", overrides={"epochs": 1}, verbose=0)
     assert metrics["epochs_run"] == 1 and metrics["parameters"] == 21_911_082
     assert (tmp_path / "b" / "model.onnx").is_file()
+
+
+def test_an_age_distribution_model_trains_exports_and_gives_intervals(tmp_path, utk_folder):
+    from agegender.export import export_onnx
+    from agegender.images import load_crops
+    from agegender.predictor import AgeGenderModel
+
+    recipe = TINY.with_overrides(age_output="distribution")
+    out = tmp_path / "distribution"
+    train(recipe, str(utk_folder), out, overrides={"epochs": 3}, verbose=0)
+    history = pd.read_csv(out / "history.csv")
+    assert history["age_distribution_loss"].iloc[-1] < history["age_distribution_loss"].iloc[0]
+    assert "val_age_mae" in history
+    pixels, _ = load_crops([str(p) for p in sorted(utk_folder.iterdir())[:16]], 32)
+    onnx_model = AgeGenderModel(export_onnx(out, tmp_path / "distribution.onnx"))
+    outputs = onnx_model.predict_outputs(pixels)
+    distribution = outputs["age_distribution"]
+    assert distribution.shape == (16, 101) and np.allclose(distribution.sum(axis=1), 1, atol=1e-4)
+    assert np.allclose(outputs["age"], distribution @ np.arange(101), atol=0.05)  # age is the expected value
+    assert (outputs["age_low"] <= outputs["age_high"]).all()
+    keras_ages, _ = AgeGenderModel(out / "best.keras").predict_pixels(pixels)
+    assert np.allclose(keras_ages, outputs["age"], atol=0.05)

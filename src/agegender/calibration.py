@@ -41,6 +41,16 @@ def age_intervals(predicted: np.ndarray, table: dict) -> tuple[np.ndarray, np.nd
     return np.maximum(low, 0.0), np.maximum(high, 0.0)
 
 
+def distribution_intervals(distribution: np.ndarray, level: float = 0.8) -> tuple[np.ndarray, np.ndarray]:
+    """The central `level` interval (in whole years) of predicted age distributions over 0..N-1."""
+    cumulative = np.cumsum(np.asarray(distribution, float), axis=1)
+    cumulative /= cumulative[:, -1:]
+    tail = (1 - level) / 2
+    low = (cumulative < tail).sum(axis=1)
+    high = (cumulative < 1 - tail).sum(axis=1)
+    return low.astype(float), high.astype(float)
+
+
 def gender_reliability(female_probability: np.ndarray, gender: np.ndarray, bins: int = 10) -> dict:
     """Reliability of the predicted gender's probability: per confidence bin, the mean confidence against the
     share correct, and the expected calibration error (their gap weighted by faces)."""

@@ -84,10 +84,11 @@ def evaluate_frame(model, frame: pd.DataFrame) -> pd.DataFrame:
 
     pixels, readable = load_crops(frame["path"].tolist(), model.image_size)
     frame = frame[readable]
-    ages, females = model.predict_pixels(pixels[readable])
-    frame = frame.assign(predicted_age=ages, female_probability=females)
-    ranges = model.age_ranges(ages)
-    return frame.assign(age_low=ranges[0], age_high=ranges[1]) if ranges else frame
+    outputs = model.predict_outputs(pixels[readable])
+    frame = frame.assign(predicted_age=outputs["age"], female_probability=outputs["gender"])
+    if "age_low" in outputs:
+        frame = frame.assign(age_low=outputs["age_low"], age_high=outputs["age_high"])
+    return frame
 
 
 def single_face_ms(model, crop: np.ndarray, repeats: int = 50) -> float:

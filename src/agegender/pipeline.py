@@ -26,12 +26,23 @@ def augmenter(recipe: Recipe, seed: int) -> keras.Sequential:
     return keras.Sequential(steps, name="augment")
 
 
+def age_distribution_targets(ages: np.ndarray, sigma: float, classes: int = 101) -> np.ndarray:
+    """A Gaussian over ages 0..classes-1 around each true age, summing to 1 (label distribution learning)."""
+    grid = np.arange(classes, dtype=np.float32)
+    weights = np.exp(-((grid[None, :] - np.asarray(ages, np.float32).reshape(-1, 1)) ** 2) / (2 * sigma ** 2))
+    return weights / weights.sum(axis=1, keepdims=True)
+
+
 def make_dataset(pixels: np.ndarray, ages: np.ndarray, genders: np.ndarray, batch_size: int,
-                 recipe: Recipe | None = None, training: bool = False, seed: int = 0) -> tf.data.Dataset:
-    """Batches of (float32 pixels 0-255, {"gender", "age"}); shuffled and augmented only when training."""
+                 recipe: Recipe | None = None, training: bool = False, seed: int = 0,
+                 age_sigma: float | None = None) -> tf.data.Dataset:
+    """Batches of (float32 pixels 0-255, {"gender", "age"}, and "age_distribution" when `age_sigma` is given);
+    shuffled and augmented only when training."""
     images = tf.constant(pixels)
     targets = {"gender": tf.constant(genders.reshape(-1, 1), tf.float32),
                "age": tf.constant(ages.reshape(-1, 1), tf.float32)}
+    if age_sigma:
+        targets["age_distribution"] = tf.constant(age_distribution_targets(ages, age_sigma))
     indices = tf.data.Dataset.range(len(pixels))
     if training:
         indices = indices.shuffle(len(pixels), seed=seed, reshuffle_each_iteration=True)

@@ -79,31 +79,38 @@ class AgeGenderModel:
 
     def predict_pixels(self, pixels: np.ndarray, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
         """(ages, female probabilities) for N x size x size x 3 RGB pixels in 0-255."""
-        ages, females = self._run(pixels, batch_size)
+        outputs = self.predict_outputs(pixels, batch_size)
+        return outputs["age"], outputs["gender"]
+
+    def predict_outputs(self, pixels: np.ndarray, batch_size: int = 64) -> dict[str, np.ndarray]:
+        """`age` and `gender` (female probability) per face, `age_distribution` if the model has one, and
+        `age_low`/`age_high` (an 80% interval) when the model carries a calibration or a distribution."""
+        from .calibration import age_intervals, distribution_intervals
+
+        outputs = self._run(pixels, batch_size)
         if self.flip:
-            mirrored_ages, mirrored_females = self._run(np.asarray(pixels)[:, :, ::-1], batch_size)
-            ages, females = (ages + mirrored_ages) / 2, (females + mirrored_females) / 2
-        return ages, females
+            mirrored = self._run(np.asarray(pixels)[:, :, ::-1], batch_size)
+            outputs = {name: (values + mirrored[name]) / 2 for name, values in outputs.items()}
+        if self.age_interval:
+            outputs["age_low"], outputs["age_high"] = age_intervals(outputs["age"], self.age_interval)
+        elif "age_distribution" in outputs:
+            outputs["age_low"], outputs["age_high"] = distribution_intervals(outputs["age_distribution"])
+        return outputs
 
-    def age_ranges(self, ages: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-        """The calibrated (low, high) ages around predictions, or None when the model carries no calibration."""
-        from .calibration import age_intervals
-
-        return age_intervals(ages, self.age_interval) if self.age_interval else None
-
-    def _run(self, pixels: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-        ages, females = [], []
+    def _run(self, pixels: np.ndarray, batch_size: int) -> dict[str, np.ndarray]:
+        parts = []
         for start in range(0, len(pixels), batch_size):
             batch = np.asarray(pixels[start:start + batch_size], dtype=np.float32)
             if self.path.suffix == ".onnx":
                 outputs = dict(zip(self._outputs, self._session.run(None, {self._input.name: batch})))
             else:
                 outputs = {name: np.asarray(value) for name, value in self._model(batch, training=False).items()}
-            ages.append(outputs["age"].reshape(-1))
-            females.append(outputs["gender"].reshape(-1))
-        if not ages:
-            return np.zeros(0, np.float32), np.zeros(0, np.float32)
-        return np.concatenate(ages), np.concatenate(females)
+            parts.append(outputs)
+        if not parts:
+            return {"age": np.zeros(0, np.float32), "gender": np.zeros(0, np.float32)}
+        joined = {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
+        joined["age"], joined["gender"] = joined["age"].reshape(-1), joined["gender"].reshape(-1)
+        return joined
 
     def resize(self, crop: np.ndarray) -> np.ndarray:
         from PIL import Image
@@ -162,9 +169,9 @@ class Predictor:
     def _label(self, crops, boxes, landmarks, scores) -> list[Face]:
         if not crops:
             return []
-        ages, females = self.model.predict_pixels(np.stack(crops))
-        ranges = self.model.age_ranges(ages)
-        lows, highs = ranges if ranges else ([None] * len(ages), [None] * len(ages))
+        outputs = self.model.predict_outputs(np.stack(crops))
+        ages, females = outputs["age"], outputs["gender"]
+        lows, highs = outputs.get("age_low", [None] * len(ages)), outputs.get("age_high", [None] * len(ages))
         faces = []
         for index, (box, points, score, age, low, high, female) in enumerate(
                 zip(boxes, landmarks, scores, ages, lows, highs, females)):

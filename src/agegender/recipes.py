@@ -38,6 +38,11 @@ class Recipe:
     # stays frozen in inference mode (ImageNet statistics and scales) while the other unfrozen layers train.
     frozen_layers: int = 0
     backbone_batchnorm_inference: bool = False
+    # Age output: "regression" (one number, MSE: the report's) or "distribution" (a softmax over ages 0-100
+    # trained towards a Gaussian around the true age, KL divergence, with the expected value as the age and
+    # an L1 loss on it: label distribution learning, DLDL-v2).
+    age_output: str = "regression"
+    age_sigma: float = 2.0         # years: the width of the Gaussian target of "distribution"
     loss_weights: dict = field(default_factory=lambda: {"gender": 1.0, "age": 1.0})
     seed: int = 1337
     mixed_precision: bool = False  # bfloat16 compute, float32 weights and outputs

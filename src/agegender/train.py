@@ -130,9 +130,11 @@ def _fit(recipe: Recipe, config: dict, out: Path, verbose, extra_callbacks: list
 
     model = build_model(recipe, config.get("backbone_weights"), mean, variance)
     compile_model(model, recipe)
+    sigma = recipe.age_sigma if recipe.age_output == "distribution" else None
     train_data = make_dataset(train_pixels, train_rows["age"].to_numpy(), train_rows["gender"].to_numpy(),
-                              recipe.batch_size, recipe, training=True, seed=recipe.seed)
-    val_data = make_dataset(val_pixels, val_rows["age"].to_numpy(), val_rows["gender"].to_numpy(), recipe.batch_size)
+                              recipe.batch_size, recipe, training=True, seed=recipe.seed, age_sigma=sigma)
+    val_data = make_dataset(val_pixels, val_rows["age"].to_numpy(), val_rows["gender"].to_numpy(), recipe.batch_size,
+                            age_sigma=sigma)
 
     # History rows past the last backed-up epoch belong to an epoch that will be run again.
     history_path = out / HISTORY
