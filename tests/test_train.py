@@ -101,3 +101,19 @@ def test_an_age_distribution_model_trains_exports_and_gives_intervals(tmp_path, 
     assert (outputs["age_low"] <= outputs["age_high"]).all()
     keras_ages, _ = AgeGenderModel(out / "best.keras").predict_pixels(pixels)
     assert np.allclose(keras_ages, outputs["age"], atol=0.05)
+
+
+def test_a_killed_run_stops_with_the_resume_message(tmp_path, utk_folder):
+    import os
+    import signal
+
+    class _Kill(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 1:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    out = tmp_path / "run"
+    with pytest.raises(RunError, match="interrupted after epoch 1; continue with: agegender train --resume"):
+        train(TINY, str(utk_folder), out, overrides={"epochs": 3}, verbose=0, extra_callbacks=[_Kill()])
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is only there while training
+    assert len(pd.read_csv(out / "history.csv")) == 1

@@ -9,6 +9,8 @@ import json
 import os
 import platform
 import shutil
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -113,10 +115,24 @@ def train(recipe: Recipe, data_source: str | None, out: str | Path, resume: bool
 
     keras.utils.set_random_seed(recipe.seed)
     keras.mixed_precision.set_global_policy("mixed_bfloat16" if recipe.mixed_precision else "float32")
+    previous = _stop_on_sigterm()
     try:
         return _fit(recipe, config, out, verbose, extra_callbacks or [])
     finally:
         keras.mixed_precision.set_global_policy("float32")
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _stop_on_sigterm():
+    """`kill` (SIGTERM) stops a run like Ctrl-C: with the message that says how to resume it."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, interrupt)
 
 
 def _fit(recipe: Recipe, config: dict, out: Path, verbose, extra_callbacks: list) -> dict:
