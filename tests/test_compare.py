@@ -5,7 +5,7 @@ import pandas as pd
 from agegender.cli import main
 
 
-def _fake_run(folder, protocol, train_images, accuracies, maes, seconds=60.0):
+def _fake_run(folder, protocol, train_images, accuracies, maes, seconds=60.0, recipe=None, speed=50.0, ms=3.2):
     folder.mkdir(parents=True)
     epochs = len(accuracies)
     pd.DataFrame({
@@ -16,9 +16,10 @@ def _fake_run(folder, protocol, train_images, accuracies, maes, seconds=60.0):
     }).to_csv(folder / "history.csv", index=False)
     (folder / "metrics.json").write_text(json.dumps({
         "protocol": protocol, "epochs_planned": epochs, "wall_seconds": seconds * epochs,
-        "train_images_per_second": 50.0, "parameters": 1234, "onnx_megabytes": 5.0, "single_face_ms": 3.2}))
+        "train_images_per_second": speed, "parameters": 1234, "onnx_megabytes": 5.0, "single_face_ms": ms}))
     (folder / "config.json").write_text(json.dumps({
-        "train_images": train_images, "val_images": train_images // 4, "recipe": {"early_stopping_patience": 0}}))
+        "train_images": train_images, "val_images": train_images // 4,
+        "recipe": recipe or {"early_stopping_patience": 0}}))
     (folder / "val_breakdown.json").write_text(json.dumps({
         "age_bracket": {"0-9": {"age_mae": 2.0}, "60+": {"age_mae": 9.5}},
         "race": {"White": {"gender_accuracy": 0.9}}}))
@@ -43,3 +44,26 @@ def test_compare_refuses_an_unfinished_run(tmp_path, capsys):
     (tmp_path / "half").mkdir()
     assert main(["compare", str(tmp_path / "half"), "--out", str(tmp_path / "c.md")]) == 2
     assert "is not a finished run" in capsys.readouterr().err
+
+
+def test_compare_checks_the_report_s_claims_on_a_shared_split_and_tabulates_one_change_at_a_time(tmp_path):
+    from agegender.recipes import get_recipe
+
+    seed_a, seed_b = get_recipe("seed-a").to_dict(), get_recipe("seed-b").to_dict()
+    a_full = _fake_run(tmp_path / "seed-a", "full", 15000, [0.85, 0.90], [7.0, 6.8], recipe=seed_a)
+    a_5k = _fake_run(tmp_path / "seed-a-5k", "5k", 4000, [0.80, 0.86], [8.0, 7.5], recipe=seed_a)
+    b = _fake_run(tmp_path / "seed-b", "5k", 4000, [0.75, 0.84, 0.85], [7.0, 6.5, 6.0], recipe=seed_b,
+                  speed=20.0, ms=9.0)
+    b_pre = _fake_run(tmp_path / "b-pre", "5k", 4000, [0.82, 0.87], [6.4, 6.1],
+                      recipe={**seed_b, "preprocessing": "xception"}, speed=20.0, ms=9.0)
+    out = tmp_path / "compare.md"
+    assert main(["compare", *map(str, (a_full, a_5k, b, b_pre)), "--out", str(out)]) == 0
+    report = out.read_text()
+    assert "| seed-b | 5k (4000/1000) | 3 / 140 |" in report
+    assert ("On protocol 5k (4,000 training images, the same split for both), gender: Model A 86.00% (seed-a-5k) "
+            "against Model B 87.00% (b-pre): the report's \"A is better on gender\" **does not hold**") in report
+    assert "age: Model B 6.00 years (seed-b) against Model A 7.50 (seed-a-5k)" in report and "**holds**" in report
+    assert "Model A trains at 50 images/s against Model B's 20, 3.2 against 9.0 ms per face" in report
+    assert "credits the model with +4.00 points of gender accuracy and -0.70 years of MAE" in report
+    assert "| b-pre | seed-b | preprocessing=xception | 2 | 87.00% (+3.00 points) | 6.10 (-0.40) |" in report
+    assert "Shortened (fewer epochs than their recipe" in report and "seed-b (3 of 140)" in report

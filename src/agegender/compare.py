@@ -61,7 +61,7 @@ def comparison_table(runs: list[dict]) -> str:
     brackets = sorted({b for run in runs for b in run["breakdown"].get("age_bracket", {})},
                       key=lambda b: int(b.split("-")[0].rstrip("+")))
     races = sorted({r for run in runs for r in run["breakdown"].get("race", {})})
-    header = (["run", "protocol (train/val images)", "epochs run / planned", "best val gender acc (epoch)",
+    header = (["run", "protocol (train/val images)", "epochs run / recipe's", "best val gender acc (epoch)",
                "lowest val MAE (epoch)"] + [f"MAE {b}" for b in brackets] + [f"gender acc {r}" for r in races]
               + ["wall time", "train images/s", "parameters", "ONNX MB", "ms per face"])
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -70,7 +70,7 @@ def comparison_table(runs: list[dict]) -> str:
         summary = history_summary(run["history"])
         row = [run["name"],
                f"{metrics['protocol']} ({config['train_images']}/{config['val_images']})",
-               f"{summary['epochs_run']} / {metrics['epochs_planned']}",
+               f"{summary['epochs_run']} / {_recipe_epochs(run)}",
                f"{summary['best_val_gender_accuracy']:.2%} ({summary['best_val_gender_accuracy_epoch']})",
                f"{summary['lowest_val_age_mae']:.2f} ({summary['lowest_val_age_mae_epoch']})"]
         row += [_cell(breakdown.get("age_bracket", {}).get(b, {}).get("age_mae"), ".2f") for b in brackets]
@@ -82,8 +82,53 @@ def comparison_table(runs: list[dict]) -> str:
     return "\n".join(lines)
 
 
+MODELS = {"report_cnn": "Model A", "xception": "Model B"}
+SAME_RECIPE = ("name", "description", "epochs")  # settings that do not make a run a different experiment
+
+
+def _architecture(run: dict) -> str:
+    return run["config"]["recipe"].get("architecture", "")
+
+
+def _recipe_epochs(run: dict) -> int:
+    """The epochs of the named recipe the run started from (a run may have been shortened with --epochs)."""
+    from .recipes import RECIPES
+
+    name = run["config"]["recipe"].get("name")
+    return RECIPES[name].epochs if name in RECIPES else run["metrics"]["epochs_planned"]
+
+
+def _within(run: dict, epochs: int) -> tuple[float, float]:
+    """Best validation gender accuracy and lowest validation MAE over the first `epochs` epochs."""
+    history = run["history"].iloc[:epochs]
+    return float(history["val_gender_accuracy"].max()), float(history["val_age_mae"].min())
+
+
+def ablation_table(runs: list[dict]) -> list[str]:
+    """Each run against the first run of its model and protocol: which settings differ, and what that did
+    at an equal number of epochs."""
+    rows, baselines = [], {}
+    for run in runs:
+        key = (_architecture(run), run["metrics"]["protocol"])
+        if key not in baselines:
+            baselines[key] = run
+            continue
+        base = baselines[key]
+        changes = [f"{name}={value}" for name, value in run["config"]["recipe"].items()
+                   if name not in SAME_RECIPE and base["config"]["recipe"].get(name) != value]
+        epochs = min(len(run["history"]), len(base["history"]))
+        (base_acc, base_mae), (acc, mae) = _within(base, epochs), _within(run, epochs)
+        rows.append(f"| {run['name']} | {base['name']} | {', '.join(changes) or 'none'} | {epochs} | "
+                    f"{acc:.2%} ({100 * (acc - base_acc):+.2f} points) | {mae:.2f} ({mae - base_mae:+.2f}) |")
+    if not rows:
+        return []
+    return ["| run | against | settings changed | epochs compared | best val gender acc (change) | "
+            "lowest val MAE (change) |", "|---|---|---|---:|---:|---:|", *rows]
+
+
 def conclusions(runs: list[dict]) -> list[str]:
-    """Statements read off the numbers: who wins each task, who converges first, and on what data."""
+    """Statements read off the numbers: who wins each task, whether the report's conclusions hold on a shared
+    split, what the amount of training data did, and which runs were shortened."""
     summaries = {run["name"]: history_summary(run["history"]) for run in runs}
     best_gender = max(summaries, key=lambda name: summaries[name]["best_val_gender_accuracy"])
     best_age = min(summaries, key=lambda name: summaries[name]["lowest_val_age_mae"])
@@ -95,15 +140,74 @@ def conclusions(runs: list[dict]) -> list[str]:
         f"Convergence: **{fastest}** reaches its best gender accuracy first "
         f"(epoch {summaries[fastest]['best_val_gender_accuracy_epoch']}).",
     ]
+    lines += _report_claims(runs, summaries)
+    lines += _data_effect(runs, summaries)
+    short = [f"{run['name']} ({summaries[run['name']]['epochs_run']} of {_recipe_epochs(run)})" for run in runs
+             if summaries[run["name"]]["epochs_run"] < _recipe_epochs(run)
+             and not (run["config"]["recipe"].get("early_stopping_patience")
+                      and summaries[run["name"]]["epochs_run"] < run["metrics"]["epochs_planned"])]
+    if short:
+        lines.append("Shortened (fewer epochs than their recipe; not the full recipe's result): "
+                     + ", ".join(short) + ".")
+    return lines
+
+
+def _report_claims(runs: list[dict], summaries: dict) -> list[str]:
+    """The report's conclusions (A better and faster on gender, B better on age), checked where Model A and
+    Model B trained on the same split."""
+    lines = []
+    for split in sorted({(run["metrics"]["protocol"], run["config"]["train_images"]) for run in runs}):
+        same = [run for run in runs if (run["metrics"]["protocol"], run["config"]["train_images"]) == split]
+        a = [run for run in same if _architecture(run) == "report_cnn"]
+        b = [run for run in same if _architecture(run) == "xception"]
+        if not (a and b):
+            continue
+        gender = {side: max(group, key=lambda r: summaries[r["name"]]["best_val_gender_accuracy"])
+                  for side, group in (("A", a), ("B", b))}
+        age = {side: min(group, key=lambda r: summaries[r["name"]]["lowest_val_age_mae"]) for side, group in
+               (("A", a), ("B", b))}
+        acc = {side: summaries[run["name"]]["best_val_gender_accuracy"] for side, run in gender.items()}
+        mae = {side: summaries[run["name"]]["lowest_val_age_mae"] for side, run in age.items()}
+        speed = {side: (gender[side]["metrics"]["train_images_per_second"], gender[side]["metrics"].get("single_face_ms"))
+                 for side in "AB"}
+        where = f"On protocol {split[0]} ({split[1]:,} training images, the same split for both)"
+        lines.append(f"{where}, gender: Model A {acc['A']:.2%} ({gender['A']['name']}) against Model B {acc['B']:.2%} "
+                     f"({gender['B']['name']}): the report's \"A is better on gender\" "
+                     f"**{'holds' if acc['A'] > acc['B'] else 'does not hold'}**.")
+        lines.append(f"{where}, age: Model B {mae['B']:.2f} years ({age['B']['name']}) against Model A "
+                     f"{mae['A']:.2f} ({age['A']['name']}): the report's \"B is better on age\" "
+                     f"**{'holds' if mae['B'] < mae['A'] else 'does not hold'}**.")
+        faster = speed["A"][0] > speed["B"][0]
+        latency = (f", {speed['A'][1]:.1f} against {speed['B'][1]:.1f} ms per face"
+                   if speed["A"][1] is not None and speed["B"][1] is not None else "")
+        lines.append(f"Speed: Model A trains at {speed['A'][0]:.0f} images/s against Model B's {speed['B'][0]:.0f}"
+                     f"{latency}: \"A is faster\" **{'holds' if faster else 'does not hold'}**.")
+    return lines
+
+
+def _data_effect(runs: list[dict], summaries: dict) -> list[str]:
+    """The same model on different amounts of data: what more images bought."""
+    lines = []
     sizes = {run["name"]: run["config"]["train_images"] for run in runs}
     if len(set(sizes.values())) > 1:
         lines.append("The runs trained on different amounts of data ("
                      + ", ".join(f"{name}: {count:,} images" for name, count in sizes.items())
                      + "); only runs on the same split compare the models themselves.")
-    short = [run["name"] for run in runs if summaries[run["name"]]["epochs_run"] < run["metrics"]["epochs_planned"]
-             and not run["config"]["recipe"].get("early_stopping_patience")]
-    if short:
-        lines.append("Shortened (fewer epochs than the recipe): " + ", ".join(short) + ".")
+    for architecture, model in MODELS.items():
+        same_model = sorted((run for run in runs if _architecture(run) == architecture),
+                            key=lambda run: run["config"]["train_images"])
+        if len(same_model) < 2 or same_model[0]["config"]["train_images"] == same_model[-1]["config"]["train_images"]:
+            continue
+        small, large = same_model[0], same_model[-1]
+        s, l = summaries[small["name"]], summaries[large["name"]]
+        lines.append(f"{model} with {large['config']['train_images']:,} training images ({large['name']}) reaches "
+                     f"{l['best_val_gender_accuracy']:.2%} and {l['lowest_val_age_mae']:.2f} years; with "
+                     f"{small['config']['train_images']:,} ({small['name']}) {s['best_val_gender_accuracy']:.2%} and "
+                     f"{s['lowest_val_age_mae']:.2f}: a comparison of {model} on the larger set with another model on "
+                     f"the smaller one credits the model with "
+                     f"{100 * (l['best_val_gender_accuracy'] - s['best_val_gender_accuracy']):+.2f} points of gender "
+                     f"accuracy and {l['lowest_val_age_mae'] - s['lowest_val_age_mae']:+.2f} years of MAE that came "
+                     f"from the data.")
     return lines
 
 
@@ -115,7 +219,13 @@ def compare(run_folders: list[Path], out: Path) -> Path:
     figure = plot_curves(runs, out.with_name(out.stem + "_curves.png"))
     text = ["# Comparison of runs", "",
             "Validation figures of each run's best checkpoint (lowest validation loss); learning curves per epoch.",
-            "", comparison_table(runs), "", "## What the numbers say", "",
-            *[f"- {line}" for line in conclusions(runs)], "", f"![learning curves]({figure.name})", ""]
+            "", comparison_table(runs), ""]
+    ablation = ablation_table(runs)
+    if ablation:
+        text += ["## One change at a time", "",
+                 "Each run against the first run given of the same model and protocol, over the epochs both ran.", "",
+                 *ablation, ""]
+    text += ["## What the numbers say", "", *[f"- {line}" for line in conclusions(runs)], "",
+             f"![learning curves]({figure.name})", ""]
     out.write_text("\n".join(text))
     return out
