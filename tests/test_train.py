@@ -81,14 +81,18 @@ def test_a_tiny_xception_fine_tune_runs_end_to_end(tmp_path, utk_folder):
     assert (tmp_path / "b" / "model.onnx").is_file()
 
 
-def test_an_age_distribution_model_trains_exports_and_gives_intervals(tmp_path, utk_folder):
+def test_an_age_distribution_model_on_the_holdout_protocol_trains_exports_and_gives_intervals(tmp_path, utk_folder):
     from agegender.export import export_onnx
     from agegender.images import load_crops
     from agegender.predictor import AgeGenderModel
 
     recipe = TINY.with_overrides(age_output="distribution")
     out = tmp_path / "distribution"
-    train(recipe, str(utk_folder), out, overrides={"epochs": 3}, verbose=0)
+    train(recipe, str(utk_folder), out, overrides={"epochs": 3, "protocol": "holdout"}, verbose=0)
+    config = json.loads((out / "config.json").read_text())
+    split = pd.read_csv(out / "split.csv")["split"].value_counts()
+    assert config["test_images"] == split["test"] > 0 and config["val_images"] == split["val"]
+    assert json.loads((out / "val_breakdown.json").read_text())["overall"]["n"] == split["val"]  # test untouched
     history = pd.read_csv(out / "history.csv")
     assert history["age_distribution_loss"].iloc[-1] < history["age_distribution_loss"].iloc[0]
     assert "val_age_mae" in history
