@@ -35,7 +35,8 @@ def test_a_photo_with_a_face(client):
     assert body["image"] == {"width": 512, "height": 512}
     assert len(body["faces"]) == 1
     face = body["faces"][0]
-    assert set(face) >= {"box", "landmarks", "age", "gender", "gender_probability", "detection_score"}
+    assert set(face) >= {"box", "landmarks", "age", "age_low", "age_high", "gender", "gender_probability",
+                         "detection_score"}
     assert len(face["landmarks"]) == 5 and face["gender"] in ("male", "female")
 
 
