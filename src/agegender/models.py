@@ -130,5 +130,5 @@ def compile_model(model: keras.Model, recipe: Recipe) -> None:
         loss=loss,
         loss_weights={name: recipe.loss_weights.get(name, 1.0) for name in loss},
         metrics={"gender": ["accuracy"], "age": ["mae"]},
-        jit_compile=True,  # XLA: about 15% more images/s for Model A on 2 CPU cores
+        jit_compile=recipe.xla,
     )

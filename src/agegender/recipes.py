@@ -45,6 +45,9 @@ class Recipe:
     age_sigma: float = 2.0         # years: the width of the Gaussian target of "distribution"
     loss_weights: dict = field(default_factory=lambda: {"gender": 1.0, "age": 1.0})
     seed: int = 1337
+    # XLA-compile the training step: Model A trains about 15% faster with it on 2 CPU cores, but Xception
+    # about 4x slower (4.5 against 18.7 images/s, measured), so the Model B recipes turn it off.
+    xla: bool = True
     mixed_precision: bool = False  # bfloat16 compute, float32 weights and outputs
 
     def with_overrides(self, **overrides) -> "Recipe":
@@ -104,6 +107,7 @@ RECIPES: dict[str, Recipe] = {
             learning_rate=1e-4,
             schedule="constant",
             frozen_layers=50,
+            xla=False,
         ),
         Recipe(
             name="xception",
@@ -119,6 +123,7 @@ RECIPES: dict[str, Recipe] = {
             early_stopping_patience=8,
             frozen_layers=50,
             backbone_batchnorm_inference=True,
+            xla=False,
         ),
     )
 }
