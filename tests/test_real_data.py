@@ -1,4 +1,5 @@
 """Checks on the real development set in ../shared; skipped where it is absent (a user's machine)."""
+import json
 import warnings
 from pathlib import Path
 
@@ -48,12 +49,12 @@ def test_holdout_test_split_was_never_seen_by_the_protocol_full_run(utkface):
     assert len(test) == pytest.approx(1_898, abs=20) and not trained_on & test
 
 
-@pytest.mark.parametrize("run", ["seed-a", "seed-a-5k"])
+@pytest.mark.parametrize("run", ["seed-a", "seed-a-5k", "seed-b", "xception"])
 def test_committed_runs_splits_are_reproducible(utkface, run):
     saved = RUNS / run / "split.csv"
     if not saved.is_file():
         pytest.skip(f"runs/{run} is not committed")
-    protocol = "5k" if run.endswith("5k") else "full"
+    protocol = json.loads((RUNS / run / "config.json").read_text())["recipe"]["protocol"]
     again = data.protocol_split(utkface, protocol, seed=1337)
     committed = pd.read_csv(saved)
     assert [Path(p).name for p in committed["path"]] == [Path(p).name for p in again["path"]]
