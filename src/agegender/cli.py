@@ -117,8 +117,7 @@ def _expand(inputs: list[str]) -> list[str]:
 
 
 CSV_FIELDS = ["file", "face", "x0", "y0", "x1", "y1", "age", "age_low", "age_high", "gender", "gender_probability",
-              "female_probability",
-              "detection_score", "landmarks"]
+              "female_probability", "detection_score", "landmarks"]
 
 
 def _predict(args) -> int:

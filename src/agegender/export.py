@@ -38,8 +38,6 @@ def export_onnx(model_path: str | Path, out: str | Path, metadata: dict | None =
     `int8` stores the dense layers' weights as 8-bit integers (onnxruntime dynamic quantisation of MatMul):
     they hold most of the report CNN's parameters, so the file shrinks about 4x; convolutions stay float.
     """
-    import onnx
-
     source = Path(model_path)
     source = resolve_model_path(source / "best.keras" if source.is_dir() else source)
     if source.suffix != ".keras":
@@ -59,11 +57,8 @@ def export_onnx(model_path: str | Path, out: str | Path, metadata: dict | None =
             quantize_dynamic(str(partial), str(quantized), op_types_to_quantize=["MatMul"],
                              weight_type=QuantType.QInt8)
             partial = quantized
-        graph = onnx.load(str(partial))
-        info = {"name": model.name, "image_size": size, "source": source.name, "weights": "int8" if int8 else "float32",
-                **(metadata or {})}
-        graph.metadata_props.add(key="agegender", value=json.dumps(info))
-        onnx.save(graph, str(partial))
+        update_metadata(partial, {"name": model.name, "image_size": size, "source": source.name,
+                                  "weights": "int8" if int8 else "float32", **(metadata or {})})
         os.replace(partial, out)
     return out
 

@@ -178,7 +178,8 @@ class Predictor:
             female = float(female)
             faces.append(Face(face=index, box=box, landmarks=points, detection_score=score,
                               age=round(float(age), 1), age_low=None if low is None else round(float(low), 1),
-                              age_high=None if high is None else round(float(high), 1), gender="female" if female >= 0.5 else "male",
+                              age_high=None if high is None else round(float(high), 1),
+                              gender="female" if female >= 0.5 else "male",
                               gender_probability=round(max(female, 1 - female), 4),
                               female_probability=round(female, 4)))
         return faces
