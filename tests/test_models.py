@@ -95,3 +95,18 @@ def _moving_mean_change(recipe_name: str) -> float:
 def test_corrected_recipe_keeps_backbone_batchnorm_statistics_and_the_report_s_does_not():
     assert _moving_mean_change("seed-b") > 0
     assert _moving_mean_change("xception") == 0
+
+
+def test_cosine_schedule_warms_up_then_decays_to_the_minimum():
+    from agegender.models import learning_rate
+
+    recipe = get_recipe("xception").with_overrides(schedule="cosine", warmup_epochs=2, epochs=10,
+                                                   learning_rate=1e-3, min_learning_rate=1e-5)
+    schedule = learning_rate(recipe, steps_per_epoch=5)
+    rates = [float(schedule(step)) for step in range(51)]
+    assert rates[0] == pytest.approx(1e-5)
+    assert rates[10] == pytest.approx(1e-3)                      # the end of the 2 warm-up epochs
+    assert all(a < b for a, b in zip(rates[:10], rates[1:11]))    # rising during the warm-up
+    assert all(a > b for a, b in zip(rates[10:50], rates[11:51]))  # falling after it
+    assert rates[50] == pytest.approx(1e-5)
+    assert learning_rate(get_recipe("seed-a"), steps_per_epoch=5) == pytest.approx(1e-3)

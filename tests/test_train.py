@@ -121,3 +121,19 @@ def test_a_killed_run_stops_with_the_resume_message(tmp_path, utk_folder):
         train(TINY, str(utk_folder), out, overrides={"epochs": 3}, verbose=0, extra_callbacks=[_Kill()])
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is only there while training
     assert len(pd.read_csv(out / "history.csv")) == 1
+
+
+def test_a_cosine_run_with_stronger_augmentation_resumes_on_the_same_schedule(tmp_path, utk_folder):
+    from agegender.models import learning_rate
+
+    recipe = TINY.with_overrides(schedule="cosine", warmup_epochs=1, zoom_fraction=0.15, color_jitter=0.2)
+    out = tmp_path / "cosine"
+    with pytest.raises(RunError, match="interrupted after epoch 2"):
+        train(recipe, str(utk_folder), out, overrides={"epochs": 4}, verbose=0, extra_callbacks=[_Interrupt()])
+    train(recipe, None, out, resume=True, verbose=0)
+    config = json.loads((out / "config.json").read_text())
+    steps = -(-config["train_images"] // recipe.batch_size)
+    schedule = learning_rate(recipe.with_overrides(epochs=4), steps)
+    logged = pd.read_csv(out / "history.csv")["learning_rate"].tolist()
+    assert logged == pytest.approx([float(schedule(steps * epoch)) for epoch in (1, 2, 3, 4)], rel=1e-4)
+    assert logged[0] == pytest.approx(recipe.learning_rate) and logged[3] < logged[1] < logged[0]

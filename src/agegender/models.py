@@ -121,12 +121,26 @@ def build_model(recipe: Recipe, backbone_weights: str | None = None, mean=None, 
     raise ValueError(f"unknown architecture {recipe.architecture!r}")
 
 
-def compile_model(model: keras.Model, recipe: Recipe) -> None:
+def learning_rate(recipe: Recipe, steps_per_epoch: int):
+    """Adam's learning rate: a number (plateau and constant schedules) or the per-step warm-up and cosine."""
+    if recipe.schedule in ("plateau", "constant"):
+        return recipe.learning_rate
+    if recipe.schedule != "cosine":
+        raise ValueError(f"unknown schedule {recipe.schedule!r}")
+    warmup = recipe.warmup_epochs * steps_per_epoch
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=recipe.learning_rate / 100 if warmup else recipe.learning_rate,
+        warmup_target=recipe.learning_rate if warmup else None, warmup_steps=warmup,
+        decay_steps=max(1, recipe.epochs * steps_per_epoch - warmup),
+        alpha=recipe.min_learning_rate / recipe.learning_rate)
+
+
+def compile_model(model: keras.Model, recipe: Recipe, steps_per_epoch: int = 1) -> None:
     loss = {"gender": "binary_crossentropy", "age": "mse"}
     if recipe.age_output == "distribution":
         loss.update(age="mae", age_distribution="kl_divergence")
     model.compile(
-        optimizer=keras.optimizers.Adam(recipe.learning_rate),
+        optimizer=keras.optimizers.Adam(learning_rate(recipe, steps_per_epoch)),
         loss=loss,
         loss_weights={name: recipe.loss_weights.get(name, 1.0) for name in loss},
         metrics={"gender": ["accuracy"], "age": ["mae"]},

@@ -9,7 +9,8 @@ from .recipes import Recipe
 
 
 def augmenter(recipe: Recipe, seed: int) -> keras.Sequential:
-    """The report's augmentation: rotation, horizontal and vertical shifts, horizontal flips.
+    """The report's augmentation (rotation, horizontal and vertical shifts, horizontal flips), and the
+    recipe's optional zoom and colour jitter.
 
     'nearest' filling matches the Keras ImageDataGenerator the report used. Always float32, even under mixed
     precision, so the pixels that reach the model's own preprocessing are exact.
@@ -23,6 +24,12 @@ def augmenter(recipe: Recipe, seed: int) -> keras.Sequential:
                                                     fill_mode="nearest", seed=seed + 1, dtype="float32"))
     if recipe.horizontal_flip:
         steps.append(keras.layers.RandomFlip("horizontal", seed=seed + 2, dtype="float32"))
+    if recipe.zoom_fraction:
+        steps.append(keras.layers.RandomZoom((-recipe.zoom_fraction, recipe.zoom_fraction), fill_mode="nearest",
+                                             seed=seed + 3, dtype="float32"))
+    if recipe.color_jitter:
+        steps.append(keras.layers.RandomBrightness(recipe.color_jitter, seed=seed + 4, dtype="float32"))
+        steps.append(keras.layers.RandomContrast(recipe.color_jitter, seed=seed + 5, dtype="float32"))
     return keras.Sequential(steps, name="augment")
 
 

@@ -25,7 +25,10 @@ class Recipe:
     batch_size: int = 32
     epochs: int = 45
     learning_rate: float = 1e-3    # Adam's initial learning rate
-    schedule: str = "plateau"      # "plateau" (ReduceLROnPlateau on val_loss) or "constant"
+    # "plateau" (ReduceLROnPlateau on val_loss), "constant", or "cosine": a linear warm-up over
+    # `warmup_epochs` to `learning_rate`, then a cosine decay per step down to `min_learning_rate`.
+    schedule: str = "plateau"
+    warmup_epochs: int = 0
     plateau_factor: float = 0.5    # learning rate multiplier when validation loss stalls
     plateau_patience: int = 5      # epochs without improvement before lowering the learning rate
     min_learning_rate: float = 1e-6
@@ -34,6 +37,10 @@ class Recipe:
     rotation_degrees: float = 30.0
     shift_fraction: float = 0.15
     horizontal_flip: bool = True
+    # Stronger augmentation (off in the report's recipes): a random zoom of up to +-zoom_fraction (a random
+    # resized crop that keeps the aspect), and brightness and contrast jitter of up to +-color_jitter.
+    zoom_fraction: float = 0.0
+    color_jitter: float = 0.0
     # Fine-tuning (xception only): layers frozen from the input side, and whether every backbone BatchNorm
     # stays frozen in inference mode (ImageNet statistics and scales) while the other unfrozen layers train.
     frozen_layers: int = 0

@@ -145,7 +145,7 @@ def _fit(recipe: Recipe, config: dict, out: Path, verbose, extra_callbacks: list
     mean, variance = channel_statistics(train_pixels) if recipe.preprocessing == "featurewise" else (None, None)
 
     model = build_model(recipe, config.get("backbone_weights"), mean, variance)
-    compile_model(model, recipe)
+    compile_model(model, recipe, steps_per_epoch=-(-len(train_pixels) // recipe.batch_size))
     sigma = recipe.age_sigma if recipe.age_output == "distribution" else None
     train_data = make_dataset(train_pixels, train_rows["age"].to_numpy(), train_rows["gender"].to_numpy(),
                               recipe.batch_size, recipe, training=True, seed=recipe.seed, age_sigma=sigma)
