@@ -77,6 +77,12 @@ def test_command_line_settings_are_read_as_the_field_s_type():
                          ("horizontal_flip=maybe", "true or false"), ("loss_weights=1", "KEY=VALUE")):
         with pytest.raises(ValueError, match=message):
             seed_b.parse_setting(bad)
+    assert seed_b.parse_settings(["loss_weights.age=0.01", "epochs=3", "loss_weights.gender=2"]) == {
+        "loss_weights": {"gender": 2.0, "age": 0.01}, "epochs": 3}
+    assert seed_b.loss_weights == {"gender": 1.0, "age": 1.0}
+    for bad, message in (("loss_weights.height=1", "outputs are"), ("loss_weights.age=x", "a number")):
+        with pytest.raises(ValueError, match=message):
+            seed_b.parse_settings([bad])
 
 
 def _moving_mean_change(recipe_name: str) -> float:

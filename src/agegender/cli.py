@@ -21,7 +21,7 @@ def _train(args) -> int:
     from .train import train
 
     recipe = get_recipe(args.recipe)
-    overrides = dict(recipe.parse_setting(text) for text in args.set)
+    overrides = recipe.parse_settings(args.set)
     overrides.update({"protocol": args.protocol, "epochs": args.epochs, "batch_size": args.batch_size,
                       "seed": args.seed, "mixed_precision": True if args.mixed_precision else None})
     metrics = train(recipe, args.data, args.out, resume=args.resume, overrides=overrides,
@@ -185,7 +185,8 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int)
     train.add_argument("--mixed-precision", action="store_true", help="bfloat16 compute (faster on recent CPUs)")
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                       help="override any recipe setting, e.g. --set preprocessing=xception (repeatable; recorded)")
+                       help="override any recipe setting, e.g. --set preprocessing=xception or --set loss_weights.age=0.01 "
+                            "(repeatable; recorded)")
     train.add_argument("--backbone-weights", help="Xception weights: a local .weights.h5 file or 'imagenet'")
     train.set_defaults(run=_train)
 

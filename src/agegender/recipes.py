@@ -71,7 +71,8 @@ class Recipe:
         fields = {f.name: f for f in dataclasses.fields(self)}
         if not equals or key not in fields or isinstance(getattr(self, key), dict):
             raise ValueError(f"--set {text!r}: expected KEY=VALUE with KEY one of "
-                             f"{', '.join(n for n in fields if not isinstance(getattr(self, n), dict))}")
+                             f"{', '.join(n for n in fields if not isinstance(getattr(self, n), dict))}, "
+                             f"or loss_weights.OUTPUT=WEIGHT")
         kind = type(getattr(self, key))
         if kind is bool:
             if value.lower() not in ("true", "false", "1", "0"):
@@ -81,6 +82,25 @@ class Recipe:
             return key, kind(value)
         except ValueError:
             raise ValueError(f"--set {key}: expected a {kind.__name__}, got {value!r}") from None
+
+    def parse_settings(self, texts: list[str]) -> dict:
+        """Every `--set`: `KEY=VALUE`, or `loss_weights.OUTPUT=WEIGHT` for one output's loss weight."""
+        overrides: dict = {}
+        for text in texts:
+            key, equals, value = text.partition("=")
+            field_name, dot, output = key.partition(".")
+            if dot and field_name == "loss_weights":
+                if output not in ("gender", "age", "age_distribution"):
+                    raise ValueError(f"--set {text!r}: the outputs are gender, age and age_distribution")
+                try:
+                    weight = float(value)
+                except ValueError:
+                    raise ValueError(f"--set {text!r}: expected a number") from None
+                overrides["loss_weights"] = {**overrides.get("loss_weights", self.loss_weights), output: weight}
+            else:
+                name, parsed = self.parse_setting(text)
+                overrides[name] = parsed
+        return overrides
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
