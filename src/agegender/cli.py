@@ -185,8 +185,8 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int)
     train.add_argument("--mixed-precision", action="store_true", help="bfloat16 compute (faster on recent CPUs)")
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                       help="override any recipe setting, e.g. --set preprocessing=xception or --set loss_weights.age=0.01 "
-                            "(repeatable; recorded)")
+                       help="override any recipe setting, e.g. --set preprocessing=xception or "
+                            "--set loss_weights.age=0.01 (repeatable; recorded)")
     train.add_argument("--backbone-weights", help="Xception weights: a local .weights.h5 file or 'imagenet'")
     train.set_defaults(run=_train)
 
