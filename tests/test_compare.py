@@ -5,7 +5,8 @@ import pandas as pd
 from agegender.cli import main
 
 
-def _fake_run(folder, protocol, train_images, accuracies, maes, seconds=60.0, recipe=None, speed=50.0, ms=3.2):
+def _fake_run(folder, protocol, train_images, accuracies, maes, seconds=60.0, recipe=None, speed=50.0, ms=3.2,
+              planned=None):
     folder.mkdir(parents=True)
     epochs = len(accuracies)
     pd.DataFrame({
@@ -15,7 +16,7 @@ def _fake_run(folder, protocol, train_images, accuracies, maes, seconds=60.0, re
         "loss": [51.0] * epochs, "val_loss": [61.0] * epochs, "seconds": [seconds] * epochs,
     }).to_csv(folder / "history.csv", index=False)
     (folder / "metrics.json").write_text(json.dumps({
-        "protocol": protocol, "epochs_planned": epochs, "wall_seconds": seconds * epochs,
+        "protocol": protocol, "epochs_planned": planned or epochs, "wall_seconds": seconds * epochs,
         "train_images_per_second": speed, "parameters": 1234, "onnx_megabytes": 5.0, "single_face_ms": ms}))
     (folder / "config.json").write_text(json.dumps({
         "train_images": train_images, "val_images": train_images // 4,
@@ -56,8 +57,10 @@ def test_compare_checks_the_report_s_claims_on_a_shared_split_and_tabulates_one_
                   speed=20.0, ms=9.0)
     b_pre = _fake_run(tmp_path / "b-pre", "5k", 4000, [0.82, 0.87], [6.4, 6.1],
                       recipe={**seed_b, "preprocessing": "xception"}, speed=20.0, ms=9.0)
+    stopped = _fake_run(tmp_path / "xc", "5k", 4000, [0.80, 0.81], [6.0, 6.2], recipe=get_recipe("xception").to_dict(),
+                        speed=20.0, ms=9.0, planned=60)
     out = tmp_path / "compare.md"
-    assert main(["compare", *map(str, (a_full, a_5k, b, b_pre)), "--out", str(out)]) == 0
+    assert main(["compare", *map(str, (a_full, a_5k, b, b_pre, stopped)), "--out", str(out)]) == 0
     report = out.read_text()
     assert "| seed-b | 5k (4000/1000) | 3 / 140 |" in report
     assert ("On protocol 5k (4,000 training images, the same split for both), gender: Model A 86.00% (seed-a-5k) "
@@ -67,3 +70,4 @@ def test_compare_checks_the_report_s_claims_on_a_shared_split_and_tabulates_one_
     assert "credits the model with +4.00 points of gender accuracy and -0.70 years of MAE" in report
     assert "| b-pre | seed-b | preprocessing=xception | 2 | 87.00% (+3.00 points) | 6.10 (-0.40) |" in report
     assert "Shortened (fewer epochs than their recipe" in report and "seed-b (3 of 140)" in report
+    assert "| xc | 5k (4000/1000) | 2 / 60 (early stop) |" in report and "xc (2 of 60)" not in report

@@ -68,9 +68,10 @@ def comparison_table(runs: list[dict]) -> str:
     for run in runs:
         metrics, config, breakdown = run["metrics"], run["config"], run["breakdown"]
         summary = history_summary(run["history"])
+        epochs = f"{summary['epochs_run']} / {_recipe_epochs(run)}"
         row = [run["name"],
                f"{metrics['protocol']} ({config['train_images']}/{config['val_images']})",
-               f"{summary['epochs_run']} / {_recipe_epochs(run)}",
+               epochs + (" (early stop)" if _early_stopped(run, summary) else ""),
                f"{summary['best_val_gender_accuracy']:.2%} ({summary['best_val_gender_accuracy_epoch']})",
                f"{summary['lowest_val_age_mae']:.2f} ({summary['lowest_val_age_mae_epoch']})"]
         row += [_cell(breakdown.get("age_bracket", {}).get(b, {}).get("age_mae"), ".2f") for b in brackets]
@@ -88,6 +89,12 @@ SAME_RECIPE = ("name", "description", "epochs")  # settings that do not make a r
 
 def _architecture(run: dict) -> str:
     return run["config"]["recipe"].get("architecture", "")
+
+
+def _early_stopped(run: dict, summary: dict) -> bool:
+    """Ended by its own early stopping, before the epochs it planned: complete, not shortened."""
+    return bool(run["config"]["recipe"].get("early_stopping_patience")) and \
+        summary["epochs_run"] < run["metrics"]["epochs_planned"]
 
 
 def _recipe_epochs(run: dict) -> int:
@@ -144,8 +151,7 @@ def conclusions(runs: list[dict]) -> list[str]:
     lines += _data_effect(runs, summaries)
     short = [f"{run['name']} ({summaries[run['name']]['epochs_run']} of {_recipe_epochs(run)})" for run in runs
              if summaries[run["name"]]["epochs_run"] < _recipe_epochs(run)
-             and not (run["config"]["recipe"].get("early_stopping_patience")
-                      and summaries[run["name"]]["epochs_run"] < run["metrics"]["epochs_planned"])]
+             and not _early_stopped(run, summaries[run["name"]])]
     if short:
         lines.append("Shortened (fewer epochs than their recipe; not the full recipe's result): "
                      + ", ".join(short) + ".")
