@@ -1,0 +1,107 @@
+"""What int8 does to a trained model's ONNX export: file size, time per face and validation accuracy.
+
+    python benchmarks/quantization.py runs/xception [--calibration-images 256] [--out reports/benchmarks/x.json]
+
+Three versions of the run's `model.onnx`: float32 as exported; "int8 dense", the dense layers' weights
+stored as int8 (onnxruntime dynamic quantisation of MatMul, what `agegender export --int8` does); and
+"int8 static", every convolution and dense layer run in int8 (QDQ, per-channel weights, activation ranges
+calibrated on training images of the run's split, never validation ones). Each is scored on the run's
+validation images (the same figures as its val_breakdown) and timed on one face at a time and in batches.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def median_ms(function, repeats: int) -> float:
+    function()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return 1000 * float(np.median(times))
+
+
+def static_int8(source: Path, out: Path, calibration: np.ndarray) -> None:
+    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType, quant_pre_process,
+                                          quantize_static)
+
+    class Batches(CalibrationDataReader):
+        def __init__(self, name: str):
+            self._batches = iter([{name: calibration[i:i + 16]} for i in range(0, len(calibration), 16)])
+
+        def get_next(self):
+            return next(self._batches, None)
+
+    import onnxruntime
+
+    name = onnxruntime.InferenceSession(str(source), providers=["CPUExecutionProvider"]).get_inputs()[0].name
+    prepared = out.with_name("prepared.onnx")
+    quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
+    quantize_static(str(prepared), str(out), Batches(name), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", type=Path, help="a finished run folder (model.onnx and split.csv)")
+    parser.add_argument("--calibration-images", type=int, default=256)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from agegender.data import load_split
+    from agegender.evaluate import breakdown
+    from agegender.export import update_metadata
+    from agegender.images import load_crops
+    from agegender.predictor import AgeGenderModel
+
+    split = load_split(args.run / "split.csv")
+    source = args.run / "model.onnx"
+    size = AgeGenderModel(source).image_size
+    val = split[split["split"] == "val"].reset_index(drop=True)
+    val_pixels, readable = load_crops(val["path"].tolist(), size)
+    val = val[readable].reset_index(drop=True)
+    val_pixels = val_pixels[readable]
+    train = split[split["split"] == "train"].sample(args.calibration_images, random_state=0)
+    calibration, readable = load_crops(train["path"].tolist(), size)
+    calibration = calibration[readable].astype("float32")
+
+    results = {"run": str(args.run), "validation_images": len(val), "calibration_images": len(calibration)}
+    with tempfile.TemporaryDirectory() as scratch:
+        versions = {"float32": source, "int8 dense": Path(scratch) / "dense.onnx",
+                    "int8 static": Path(scratch) / "static.onnx"}
+        quantize_dynamic(str(source), str(versions["int8 dense"]), op_types_to_quantize=["MatMul"],
+                         weight_type=QuantType.QInt8)
+        static_int8(source, versions["int8 static"], calibration)
+        metadata = AgeGenderModel(source).metadata
+        for name, path in versions.items():
+            if path != source:
+                update_metadata(path, metadata)
+            model = AgeGenderModel(path, flip=False)
+            ages, females = model.predict_pixels(val_pixels)
+            overall = breakdown(val.assign(predicted_age=ages, female_probability=females))["overall"]
+            batch = val_pixels[:32]
+            results[name] = {
+                "megabytes": round(path.stat().st_size / 1e6, 1),
+                "ms_per_face_single": round(median_ms(lambda: model.predict_pixels(val_pixels[:1]), 100), 2),
+                "ms_per_face_batch32": round(median_ms(lambda: model.predict_pixels(batch), 20) / 32, 2),
+                "val_gender_accuracy": round(overall["gender_accuracy"], 4),
+                "val_age_mae": round(overall["age_mae"], 3),
+            }
+            print(name, json.dumps(results[name]), flush=True)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
