@@ -59,15 +59,20 @@ def test_compare_checks_the_report_s_claims_on_a_shared_split_and_tabulates_one_
                       recipe={**seed_b, "preprocessing": "xception"}, speed=20.0, ms=9.0)
     stopped = _fake_run(tmp_path / "xc", "5k", 4000, [0.80, 0.81], [6.0, 6.2], recipe=get_recipe("xception").to_dict(),
                         speed=20.0, ms=9.0, planned=60)
+    balanced = _fake_run(tmp_path / "xc-balanced", "5k", 4000, [0.86, 0.88], [6.1, 6.0], speed=20.0, ms=9.0,
+                         recipe={**get_recipe("xception").to_dict(), "loss_weights": {"gender": 1.0, "age": 0.01}})
     out = tmp_path / "compare.md"
-    assert main(["compare", *map(str, (a_full, a_5k, b, b_pre, stopped)), "--out", str(out)]) == 0
+    assert main(["compare", *map(str, (a_full, a_5k, b, b_pre, stopped, balanced)), "--out", str(out)]) == 0
     report = out.read_text()
     assert "| seed-b | 5k (4000/1000) | 3 / 140 |" in report
     assert ("On protocol 5k (4,000 training images, the same split for both), gender: Model A 86.00% (seed-a-5k) "
-            "against Model B 87.00% (b-pre): the report's \"A is better on gender\" **does not hold**") in report
+            "against Model B 88.00% (xc-balanced): the report's \"A is better on gender\" **does not hold**") in report
     assert "age: Model B 6.00 years (seed-b) against Model A 7.50 (seed-a-5k)" in report and "**holds**" in report
     assert "Model A trains at 50 images/s against Model B's 20, 3.2 against 9.0 ms per face" in report
     assert "credits the model with +4.00 points of gender accuracy and -0.70 years of MAE" in report
     assert "| b-pre | seed-b | preprocessing=xception | 2 | 87.00% (+3.00 points) | 6.10 (-0.40) |" in report
     assert "Shortened (fewer epochs than their recipe" in report and "seed-b (3 of 140)" in report
     assert "| xc | 5k (4000/1000) | 2 / 60 (early stop) |" in report and "xc (2 of 60)" not in report
+    # against the nearest earlier run, not the first: one setting apart
+    assert ("| xc-balanced | xc | loss_weights={'gender': 1.0, 'age': 0.01} | 2 | 88.00% (+7.00 points) | "
+            "6.00 (+0.00) |") in report

@@ -111,18 +111,23 @@ def _within(run: dict, epochs: int) -> tuple[float, float]:
     return float(history["val_gender_accuracy"].max()), float(history["val_age_mae"].min())
 
 
+def _changes(run: dict, base: dict) -> list[str]:
+    """The settings of `run` that differ from `base`'s (other than name, description and epochs)."""
+    return [f"{name}={value}" for name, value in run["config"]["recipe"].items()
+            if name not in SAME_RECIPE and base["config"]["recipe"].get(name) != value]
+
+
 def ablation_table(runs: list[dict]) -> list[str]:
-    """Each run against the first run of its model and protocol: which settings differ, and what that did
-    at an equal number of epochs."""
-    rows, baselines = [], {}
-    for run in runs:
+    """Each run against the nearest run given before it of the same model and protocol (fewest settings
+    changed; the first on a tie): which settings differ, and what that did at an equal number of epochs."""
+    rows = []
+    for index, run in enumerate(runs):
         key = (_architecture(run), run["metrics"]["protocol"])
-        if key not in baselines:
-            baselines[key] = run
+        earlier = [other for other in runs[:index] if (_architecture(other), other["metrics"]["protocol"]) == key]
+        if not earlier:
             continue
-        base = baselines[key]
-        changes = [f"{name}={value}" for name, value in run["config"]["recipe"].items()
-                   if name not in SAME_RECIPE and base["config"]["recipe"].get(name) != value]
+        base = min(earlier, key=lambda other: len(_changes(run, other)))  # min keeps the first on a tie
+        changes = _changes(run, base)
         epochs = min(len(run["history"]), len(base["history"]))
         (base_acc, base_mae), (acc, mae) = _within(base, epochs), _within(run, epochs)
         rows.append(f"| {run['name']} | {base['name']} | {', '.join(changes) or 'none'} | {epochs} | "
@@ -229,7 +234,8 @@ def compare(run_folders: list[Path], out: Path) -> Path:
     ablation = ablation_table(runs)
     if ablation:
         text += ["## One change at a time", "",
-                 "Each run against the first run given of the same model and protocol, over the epochs both ran.", "",
+                 "Each run against the nearest run given before it of the same model and protocol (fewest "
+                 "settings changed), over the epochs both ran.", "",
                  *ablation, ""]
     text += ["## What the numbers say", "", *[f"- {line}" for line in conclusions(runs)], "",
              f"![learning curves]({figure.name})", ""]
