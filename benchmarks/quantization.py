@@ -4,9 +4,10 @@
 
 Three versions of the run's `model.onnx`: float32 as exported; "int8 dense", the dense layers' weights
 stored as int8 (onnxruntime dynamic quantisation of MatMul, what `agegender export --int8` does); and
-"int8 static", every convolution and dense layer run in int8 (QDQ, per-channel weights, activation ranges
-calibrated on training images of the run's split, never validation ones). Each is scored on the run's
-validation images (the same figures as its val_breakdown) and timed on one face at a time and in batches.
+"int8 static", every convolution and dense layer run in int8 (`agegender export --int8 static`: QDQ,
+per-channel weights, activation ranges calibrated on training images of the run's split, never validation
+ones). Each is scored on the run's validation images (the same figures as its val_breakdown) and timed on
+one face at a time and in batches.
 """
 from __future__ import annotations
 
@@ -29,26 +30,6 @@ def median_ms(function, repeats: int) -> float:
     return 1000 * float(np.median(times))
 
 
-def static_int8(source: Path, out: Path, calibration: np.ndarray) -> None:
-    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType, quant_pre_process,
-                                          quantize_static)
-
-    class Batches(CalibrationDataReader):
-        def __init__(self, name: str):
-            self._batches = iter([{name: calibration[i:i + 16]} for i in range(0, len(calibration), 16)])
-
-        def get_next(self):
-            return next(self._batches, None)
-
-    import onnxruntime
-
-    name = onnxruntime.InferenceSession(str(source), providers=["CPUExecutionProvider"]).get_inputs()[0].name
-    prepared = out.with_name("prepared.onnx")
-    quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
-    quantize_static(str(prepared), str(out), Batches(name), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path, help="a finished run folder (model.onnx and split.csv)")
@@ -60,7 +41,7 @@ def main() -> None:
 
     from agegender.data import load_split
     from agegender.evaluate import breakdown
-    from agegender.export import update_metadata
+    from agegender.export import static_int8, update_metadata
     from agegender.images import load_crops
     from agegender.predictor import AgeGenderModel
 

@@ -73,10 +73,12 @@ def test_onnx_export_predicts_what_keras_predicts(trained_run, utk_folder, tmp_p
     assert main(["export", str(onnx_path), "--out", str(tmp_path / "again.onnx")]) == 2
 
 
-def test_int8_export_is_smaller_and_still_agrees(trained_run, utk_folder, tmp_path, capsys):
+@pytest.mark.parametrize("mode", ["dense", "static"])
+def test_int8_export_is_smaller_and_still_agrees(trained_run, utk_folder, tmp_path, capsys, mode):
     full, small = tmp_path / "full.onnx", tmp_path / "small.onnx"
     assert main(["export", str(trained_run), "--out", str(full)]) == 0
-    assert main(["export", str(trained_run), "--out", str(small), "--int8"]) == 0
+    int8 = ["--int8", mode] if mode == "static" else ["--int8"]  # a bare --int8 is dense
+    assert main(["export", str(trained_run), "--out", str(small), *int8]) == 0
     assert small.stat().st_size < 0.6 * full.stat().st_size  # the dense layers hold most of this tiny model
     from agegender.predictor import AgeGenderModel
     from agegender.images import load_crops
@@ -85,7 +87,16 @@ def test_int8_export_is_smaller_and_still_agrees(trained_run, utk_folder, tmp_pa
     (age_full, female_full), (age_small, female_small) = (AgeGenderModel(m).predict_pixels(pixels) for m in (full, small))
     assert abs(age_full - age_small).mean() < 1.0
     assert ((female_full >= 0.5) == (female_small >= 0.5)).mean() >= 0.9
-    assert AgeGenderModel(small).metadata["weights"] == "int8"
+    assert AgeGenderModel(small).metadata["weights"] == f"int8 {mode}"
+
+
+def test_static_int8_of_a_bare_model_file_needs_calibration_images(trained_run, utk_folder, tmp_path, capsys):
+    out = tmp_path / "static.onnx"
+    assert main(["export", str(trained_run / "best.keras"), "--out", str(out), "--int8", "static"]) == 2
+    assert "needs calibration images" in capsys.readouterr().err and not out.exists()
+    assert main(["export", str(trained_run / "best.keras"), "--out", str(out), "--int8", "static",
+                 "--calibration-data", str(utk_folder)]) == 0
+    assert out.is_file()
 
 
 def test_calibrate_stores_intervals_and_flip_that_predict_and_evaluate_then_use(tiny_onnx, utk_folder, tmp_path,
