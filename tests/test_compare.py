@@ -59,6 +59,8 @@ def test_compare_checks_the_report_s_claims_on_a_shared_split_and_tabulates_one_
                       recipe={**seed_b, "preprocessing": "xception"}, speed=20.0, ms=9.0)
     stopped = _fake_run(tmp_path / "xc", "5k", 4000, [0.80, 0.81], [6.0, 6.2], recipe=get_recipe("xception").to_dict(),
                         speed=20.0, ms=9.0, planned=60)
+    older = {k: v for k, v in get_recipe("xception").to_dict().items() if k != "zoom_fraction"}  # before that setting
+    (stopped / "config.json").write_text(json.dumps({"train_images": 4000, "val_images": 1000, "recipe": older}))
     balanced = _fake_run(tmp_path / "xc-balanced", "5k", 4000, [0.86, 0.88], [6.1, 6.0], speed=20.0, ms=9.0,
                          recipe={**get_recipe("xception").to_dict(), "loss_weights": {"gender": 1.0, "age": 0.01}})
     out = tmp_path / "compare.md"

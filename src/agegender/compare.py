@@ -111,10 +111,23 @@ def _within(run: dict, epochs: int) -> tuple[float, float]:
     return float(history["val_gender_accuracy"].max()), float(history["val_age_mae"].min())
 
 
+def _settings(run: dict) -> dict:
+    """The run's recipe settings, with today's defaults for settings added since it was trained."""
+    import dataclasses
+
+    from .recipes import Recipe
+
+    defaults = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+                for f in dataclasses.fields(Recipe)
+                if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING}
+    return {**defaults, **run["config"]["recipe"]}
+
+
 def _changes(run: dict, base: dict) -> list[str]:
     """The settings of `run` that differ from `base`'s (other than name, description and epochs)."""
-    return [f"{name}={value}" for name, value in run["config"]["recipe"].items()
-            if name not in SAME_RECIPE and base["config"]["recipe"].get(name) != value]
+    base_settings = _settings(base)
+    return [f"{name}={value}" for name, value in _settings(run).items()
+            if name not in SAME_RECIPE and base_settings.get(name) != value]
 
 
 def ablation_table(runs: list[dict]) -> list[str]:
