@@ -17,7 +17,6 @@ import tempfile
 from pathlib import Path
 
 
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path, help="a finished run folder (model.onnx and split.csv)")
