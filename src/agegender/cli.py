@@ -94,21 +94,28 @@ def _export(args) -> int:
 
 def _calibration_crops(args, count: int = 256):
     """Face crops that set static int8's activation ranges: a run's own training images, or --calibration-data."""
+    import pandas as pd
+
     from .data import load_split, read_dataset
-    from .images import load_crops
+    from .images import IMAGE_SUFFIXES, load_crops
     from .predictor import AgeGenderModel
 
     run_split = Path(args.model) / "split.csv"
-    if args.calibration_data:
-        rows = read_dataset(args.calibration_data)
+    if args.calibration_data and Path(args.calibration_data).is_dir():  # face crops; labels are not needed
+        paths = [str(p) for p in sorted(Path(args.calibration_data).rglob("*"))
+                 if p.is_file() and p.name.lower().endswith(IMAGE_SUFFIXES)]
+    elif args.calibration_data:
+        paths = read_dataset(args.calibration_data)["path"].tolist()
     elif run_split.is_file():
         rows = load_split(run_split)
-        rows = rows[rows["split"] == "train"]
+        paths = rows.loc[rows["split"] == "train", "path"].tolist()
     else:
         raise ValueError("--int8 static needs calibration images: export a run folder (its training images are "
                          "used) or pass --calibration-data")
-    rows = rows.sample(min(count, len(rows)), random_state=0)
-    pixels, readable = load_crops(rows["path"].tolist(), AgeGenderModel(args.model).image_size)
+    if not paths:
+        raise ValueError(f"no images found in {args.calibration_data}")
+    paths = pd.Series(paths).sample(min(count, len(paths)), random_state=0).tolist()
+    pixels, readable = load_crops(paths, AgeGenderModel(args.model).image_size)
     return pixels[readable]
 
 

@@ -84,7 +84,10 @@ def static_int8(source: Path, out: Path, calibration: np.ndarray) -> Path:
                                           quant_pre_process, quantize_static)
 
     name = onnxruntime.InferenceSession(str(source), providers=["CPUExecutionProvider"]).get_inputs()[0].name
-    batches = iter([{name: np.asarray(calibration[i:i + 16], "float32")} for i in range(0, len(calibration), 16)])
+    # Equal batches: the calibrator stacks per-batch outputs, so a shorter last batch is dropped.
+    size = min(16, len(calibration))
+    batches = iter([{name: np.asarray(calibration[i:i + size], "float32")}
+                    for i in range(0, len(calibration) - size + 1, size)])
 
     class Batches(CalibrationDataReader):
         def get_next(self):
