@@ -11,7 +11,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter off the terminal
 
 from .errors import DataError, DataWarning, ImageError, ModelError
-from .images import IMAGE_SUFFIXES
+from .images import image_files
 from .recipes import PROTOCOLS, RECIPES, get_recipe
 
 USER_ERRORS = (DataError, ImageError, ModelError, ValueError, FileNotFoundError, PermissionError)
@@ -97,13 +97,12 @@ def _calibration_crops(args, count: int = 256):
     import pandas as pd
 
     from .data import load_split, read_dataset
-    from .images import IMAGE_SUFFIXES, load_crops
+    from .images import load_crops
     from .predictor import AgeGenderModel
 
     run_split = Path(args.model) / "split.csv"
     if args.calibration_data and Path(args.calibration_data).is_dir():  # face crops; labels are not needed
-        paths = [str(p) for p in sorted(Path(args.calibration_data).rglob("*"))
-                 if p.is_file() and p.name.lower().endswith(IMAGE_SUFFIXES)]
+        paths = [str(p) for p in image_files(args.calibration_data)]
     elif args.calibration_data:
         paths = read_dataset(args.calibration_data)["path"].tolist()
     elif run_split.is_file():
@@ -138,7 +137,7 @@ def _expand(inputs: list[str]) -> list[str]:
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            files.extend(str(p) for p in sorted(path.rglob("*")) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            files.extend(str(p) for p in image_files(path))
         else:
             files.append(item)
     return files

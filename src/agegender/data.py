@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import DataError, DataWarning
-from .images import IMAGE_SUFFIXES
+from .images import image_files
 from .recipes import PROTOCOLS
 
 RACES = ("White", "Black", "Asian", "Indian", "Others")
@@ -69,7 +69,7 @@ def _finish(frame: pd.DataFrame, source: Path) -> pd.DataFrame:
 
 def read_utkface_folder(folder: Path) -> pd.DataFrame:
     """Label every image below `folder` from its UTKFace file name; names that cannot be read are reported."""
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name.lower().endswith(IMAGE_SUFFIXES))
+    files = image_files(folder)
     if not files:
         raise DataError(f"no images found in {folder} (expected UTKFace files like 25_0_1_2017....jpg.chip.jpg, "
                         "or a labels.csv)")

@@ -14,6 +14,11 @@ from .errors import DataWarning, ImageError, ImageTooLarge, NotAnImage, Truncate
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
+
+def image_files(folder: Path) -> list[Path]:
+    """Every image file below `folder`, sorted."""
+    return sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.name.lower().endswith(IMAGE_SUFFIXES))
+
 # Refuse decompression bombs rather than allocate gigabytes for one file.
 Image.MAX_IMAGE_PIXELS = 64_000_000
 
