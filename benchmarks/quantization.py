@@ -24,13 +24,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
     from predict_speed import median_ms  # noqa: PLC0415 - the benchmark folder's own helper
 
     from agegender.data import load_split
     from agegender.evaluate import breakdown
-    from agegender.export import static_int8, update_metadata
+    from agegender.export import dense_int8, static_int8, update_metadata
     from agegender.images import load_crops
     from agegender.predictor import AgeGenderModel
 
@@ -49,8 +47,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         versions = {"float32": source, "int8 dense": Path(scratch) / "dense.onnx",
                     "int8 static": Path(scratch) / "static.onnx"}
-        quantize_dynamic(str(source), str(versions["int8 dense"]), op_types_to_quantize=["MatMul"],
-                         weight_type=QuantType.QInt8)
+        dense_int8(source, versions["int8 dense"])
         static_int8(source, versions["int8 static"], calibration)
         metadata = AgeGenderModel(source).metadata
         for name, path in versions.items():

@@ -61,17 +61,20 @@ def export_onnx(model_path: str | Path, out: str | Path, metadata: dict | None =
         partial = Path(scratch) / "model.onnx"
         model.export(str(partial), format="onnx", verbose=False)
         if int8 == "dense":
-            from onnxruntime.quantization import QuantType, quantize_dynamic
-
-            quantized = Path(scratch) / "int8.onnx"
-            quantize_dynamic(str(partial), str(quantized), op_types_to_quantize=["MatMul"],
-                             weight_type=QuantType.QInt8)
-            partial = quantized
+            partial = dense_int8(partial, Path(scratch) / "int8.onnx")
         elif int8 == "static":
             partial = static_int8(partial, Path(scratch) / "int8.onnx", calibration)
         update_metadata(partial, {"name": model.name, "image_size": size, "source": source.name,
                                   "weights": f"int8 {int8}" if int8 else "float32", **(metadata or {})})
         os.replace(partial, out)
+    return out
+
+
+def dense_int8(source: Path, out: Path) -> Path:
+    """`source` with its dense layers' weights stored as int8 (onnxruntime dynamic quantisation of MatMul)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(source), str(out), op_types_to_quantize=["MatMul"], weight_type=QuantType.QInt8)
     return out
 
 
