@@ -87,18 +87,16 @@ def _calibrate(args) -> int:
 def _export(args) -> int:
     from .export import export_onnx
 
-    calibration = _calibration_crops(args) if args.int8 == "static" else None
-    print(f"wrote {export_onnx(args.model, args.out, int8=args.int8, calibration=calibration)}")
+    calibration = _calibration_images(args) if args.int8 == "static" else None
+    print(f"wrote {export_onnx(args.model, args.out, int8=args.int8, calibration_images=calibration)}")
     return 0
 
 
-def _calibration_crops(args, count: int = 256):
+def _calibration_images(args, count: int = 256) -> list[str]:
     """Face crops that set static int8's activation ranges: a run's own training images, or --calibration-data."""
     import pandas as pd
 
     from .data import load_split, read_dataset
-    from .images import load_crops
-    from .predictor import AgeGenderModel
 
     run_split = Path(args.model) / "split.csv"
     if args.calibration_data and Path(args.calibration_data).is_dir():  # face crops; labels are not needed
@@ -113,9 +111,7 @@ def _calibration_crops(args, count: int = 256):
                          "used) or pass --calibration-data")
     if not paths:
         raise ValueError(f"no images found in {args.calibration_data}")
-    paths = pd.Series(paths).sample(min(count, len(paths)), random_state=0).tolist()
-    pixels, readable = load_crops(paths, AgeGenderModel(args.model).image_size)
-    return pixels[readable]
+    return pd.Series(paths).sample(min(count, len(paths)), random_state=0).tolist()
 
 
 def _compare(args) -> int:

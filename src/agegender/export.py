@@ -9,6 +9,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from .images import load_crops
 from .predictor import resolve_model_path
 
 
@@ -36,17 +37,17 @@ QUANTIZATIONS = ("dense", "static")
 
 
 def export_onnx(model_path: str | Path, out: str | Path, metadata: dict | None = None, int8: str | None = None,
-                calibration: np.ndarray | None = None) -> Path:
+                calibration_images: list[str] | None = None) -> Path:
     """Write `out` (.onnx) from a .keras model or run folder; the file is replaced only when complete.
 
     `int8="dense"` stores the dense layers' weights as 8-bit integers (onnxruntime dynamic quantisation of
     MatMul): they hold most of the report CNN's parameters, so its file shrinks about 4x; convolutions stay
     float. `int8="static"` runs every convolution and dense layer in int8 (see `static_int8`), with activation
-    ranges calibrated on `calibration` (training face crops, N x size x size x 3): Xception about 4x smaller.
+    ranges calibrated on `calibration_images` (paths of training face crops): Xception about 4x smaller.
     """
     if int8 not in (None, *QUANTIZATIONS):
         raise ValueError(f"unknown int8 mode {int8!r}; choose one of {', '.join(QUANTIZATIONS)}")
-    if int8 == "static" and (calibration is None or not len(calibration)):
+    if int8 == "static" and not calibration_images:
         raise ValueError("static int8 needs calibration images (training face crops)")
     source = Path(model_path)
     source = resolve_model_path(source / "best.keras" if source.is_dir() else source)
@@ -63,7 +64,8 @@ def export_onnx(model_path: str | Path, out: str | Path, metadata: dict | None =
         if int8 == "dense":
             partial = dense_int8(partial, Path(scratch) / "int8.onnx")
         elif int8 == "static":
-            partial = static_int8(partial, Path(scratch) / "int8.onnx", calibration)
+            pixels, readable = load_crops(calibration_images, size)  # at the model's own input size
+            partial = static_int8(partial, Path(scratch) / "int8.onnx", pixels[readable])
         update_metadata(partial, {"name": model.name, "image_size": size, "source": source.name,
                                   "weights": f"int8 {int8}" if int8 else "float32", **(metadata or {})})
         os.replace(partial, out)
