@@ -9,6 +9,7 @@ from PIL import Image
 from agegender import Predictor
 from agegender.cli import main
 from agegender.faces import CHIP_SIZE, FaceFinder
+from agegender.predictor import AgeGenderModel
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "astronaut.jpg"
 
@@ -61,6 +62,18 @@ def test_predictor_api_on_a_photo_and_a_ready_crop(trained_run, photo):
     assert faces[0].gender in ("male", "female") and faces[0].age >= 0
     crop = predictor.predict(photo[80:170, 175:265], aligned=True)
     assert len(crop) == 1 and crop[0].box == [0, 0, 90, 90] and crop[0].landmarks is None
+
+
+def test_flip_averages_each_face_with_its_own_mirror_image(tiny_onnx):
+    pixels = np.random.default_rng(0).integers(0, 256, (5, 32, 32, 3)).astype(np.float32)
+    plain = AgeGenderModel(tiny_onnx, flip=False)
+    expected = {name: (plain.predict_outputs(pixels)[name] + plain.predict_outputs(pixels[:, :, ::-1])[name]) / 2
+                for name in ("age", "gender")}
+    # A batch size that splits the faces and their mirror images across runs must not mix them up.
+    flipped = AgeGenderModel(tiny_onnx, flip=True).predict_outputs(pixels, batch_size=2)
+    for name, values in expected.items():
+        np.testing.assert_allclose(flipped[name], values, rtol=1e-5, atol=1e-5)
+        assert not np.allclose(values, plain.predict_outputs(pixels)[name])
 
 
 def _bad_inputs(tmp_path):

@@ -87,10 +87,13 @@ class AgeGenderModel:
         `age_low`/`age_high` (an 80% interval) when the model carries a calibration or a distribution."""
         from .calibration import age_intervals, distribution_intervals
 
-        outputs = self._run(pixels, batch_size)
         if self.flip:
-            mirrored = self._run(np.asarray(pixels)[:, :, ::-1], batch_size)
-            outputs = {name: (values + mirrored[name]) / 2 for name, values in outputs.items()}
+            # Face and mirror image in one run: a batch of two costs less than two runs of one.
+            pixels = np.asarray(pixels)
+            both = self._run(np.concatenate([pixels, pixels[:, :, ::-1]]), 2 * batch_size)
+            outputs = {name: (values[:len(pixels)] + values[len(pixels):]) / 2 for name, values in both.items()}
+        else:
+            outputs = self._run(pixels, batch_size)
         if self.age_interval:
             outputs["age_low"], outputs["age_high"] = age_intervals(outputs["age"], self.age_interval)
         elif "age_distribution" in outputs:
