@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from agegender.calibration import age_intervals, distribution_intervals, fit_age_intervals, gender_reliability
+from agegender.calibration import (age_intervals, distribution_intervals, fit_age_intervals, fit_gender_temperature,
+                                   gender_reliability, scale_gender)
 from agegender.pipeline import age_distribution_targets
 
 
@@ -44,3 +45,18 @@ def test_distribution_intervals_are_its_central_percentiles():
     low, high = distribution_intervals(targets, level=0.8)
     assert (low[0], high[0]) == (24, 36)  # 30 -+ 1.28 sigma, in whole years
     assert (low[1], high[1]) == (0, 8)  # a half Gaussian at 0: its 90th percentile is 1.645 sigma
+
+
+def test_temperature_scaling_undoes_overconfidence_without_changing_the_named_gender():
+    rng = np.random.default_rng(0)
+    logit = rng.normal(0, 3, 20000)
+    gender = (rng.random(20000) < 1 / (1 + np.exp(-logit / 2))).astype(int)  # the truth is twice as unsure
+    overconfident = 1 / (1 + np.exp(-logit))
+    temperature = fit_gender_temperature(overconfident, gender)
+    assert temperature == pytest.approx(2.0, abs=0.15)
+    scaled = scale_gender(overconfident, temperature)
+    assert ((scaled >= 0.5) == (overconfident >= 0.5)).all()
+    before = gender_reliability(overconfident, gender)["expected_calibration_error"]
+    after = gender_reliability(scaled, gender)["expected_calibration_error"]
+    assert after < 0.02 < before
+    assert fit_gender_temperature(1 / (1 + np.exp(-logit / 2)), gender) == pytest.approx(1.0, abs=0.1)

@@ -113,9 +113,11 @@ def test_calibrate_stores_intervals_and_flip_that_predict_and_evaluate_then_use(
     shutil.copy(tiny_onnx, model)
     rows = ["--data", str(utk_folder), "--protocol", "full"]
     assert main(["calibrate", str(model), *rows, "--flip"]) == 0
-    table = json.loads(capsys.readouterr().out)
+    stored = json.loads(capsys.readouterr().out)
+    table, temperature = stored["age_interval"], stored["gender_temperature"]
     loaded = AgeGenderModel(model)
     assert loaded.flip and loaded.age_interval == table and loaded.metadata["image_size"] == 32
+    assert loaded.gender_temperature == temperature > 0
 
     crop = sorted(utk_folder.iterdir())[0]
     assert main(["predict", str(crop), "--model", str(model), "--aligned", "--json"]) == 0
@@ -127,6 +129,13 @@ def test_calibrate_stores_intervals_and_flip_that_predict_and_evaluate_then_use(
     pixels = np.asarray(Image.open(crop).convert("RGB").resize((32, 32), Image.BILINEAR))[None]
     plain, mirrored = (AgeGenderModel(tiny_onnx).predict_pixels(p)[0] for p in (pixels, pixels[:, :, ::-1]))
     assert face["age"] == pytest.approx(float((plain + mirrored)[0] / 2), abs=0.06)
+    from agegender.calibration import scale_gender
+
+    raw_female = AgeGenderModel(tiny_onnx, flip=True).predict_pixels(pixels)[1]
+    female = float(scale_gender(raw_female, temperature)[0])
+    assert face["gender_probability"] == pytest.approx(female if face["gender"] == "female" else 1 - female, abs=1e-3)
+    assert main(["calibrate", str(model), *rows, "--flip"]) == 0  # again: fitted on raw outputs, so the same
+    assert json.loads(capsys.readouterr().out)["gender_temperature"] == temperature
 
     assert main(["evaluate", str(model), *rows, "--json"]) == 0
     result = json.loads(capsys.readouterr().out)

@@ -66,7 +66,7 @@ def _evaluate(args) -> int:
 
 
 def _calibrate(args) -> int:
-    from .calibration import fit_age_intervals
+    from .calibration import fit_age_intervals, fit_gender_temperature
     from .evaluate import evaluate_frame
     from .export import update_metadata
     from .predictor import AgeGenderModel
@@ -74,12 +74,15 @@ def _calibrate(args) -> int:
     model = AgeGenderModel(args.model, flip=args.flip)
     if model.path.suffix != ".onnx":
         raise ModelError(f"{model.path}: calibrate an exported .onnx model (agegender export)")
+    model.gender_temperature = None  # fit on the network's own probabilities, not a previous calibration's
     frame, source = _labelled_rows(args, "val")
     predicted = evaluate_frame(model, frame)
     table = fit_age_intervals(predicted["predicted_age"], predicted["age"], level=args.level)
+    temperature = fit_gender_temperature(predicted["female_probability"], predicted["gender"])
     update_metadata(model.path, {"test_time_flip": model.flip, "age_interval": table,
+                                 "gender_temperature": temperature,
                                  "calibrated_on": f"{len(predicted)} faces, {source}"})
-    print(json.dumps(table, indent=2))
+    print(json.dumps({"age_interval": table, "gender_temperature": temperature}, indent=2))
     print(f"wrote the calibration into {model.path}", file=sys.stderr)
     return 0
 
@@ -231,8 +234,9 @@ def parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", action="store_true", help="print JSON instead of a Markdown table")
     evaluate.set_defaults(run=_evaluate)
 
-    calibrate = commands.add_parser("calibrate", help="fit an exported model's 80%% age intervals on a "
-                                    "calibration split and store them (and the flip setting) in the model")
+    calibrate = commands.add_parser("calibrate", help="fit an exported model's 80%% age intervals and its gender "
+                                    "temperature on a calibration split and store them (and the flip setting) in "
+                                    "the model")
     calibrate.add_argument("model", help="an .onnx model (rewritten in place)")
     add_rows_arguments(calibrate, "default val; never the test split you report on")
     calibrate.add_argument("--level", type=float, default=0.8, help="share of true ages inside (default 0.8)")

@@ -76,6 +76,7 @@ class AgeGenderModel:
             self.metadata = {"name": self._model.name}
         self.flip = bool(self.metadata.get("test_time_flip", False)) if flip is None else flip
         self.age_interval = self.metadata.get("age_interval")
+        self.gender_temperature = self.metadata.get("gender_temperature")
 
     def predict_pixels(self, pixels: np.ndarray, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
         """(ages, female probabilities) for N x size x size x 3 RGB pixels in 0-255."""
@@ -85,7 +86,7 @@ class AgeGenderModel:
     def predict_outputs(self, pixels: np.ndarray, batch_size: int = 64) -> dict[str, np.ndarray]:
         """`age` and `gender` (female probability) per face, `age_distribution` if the model has one, and
         `age_low`/`age_high` (an 80% interval) when the model carries a calibration or a distribution."""
-        from .calibration import age_intervals, distribution_intervals
+        from .calibration import age_intervals, distribution_intervals, scale_gender
 
         if self.flip:
             # Face and mirror image in one run: a batch of two costs less than two runs of one.
@@ -94,6 +95,8 @@ class AgeGenderModel:
             outputs = {name: (values[:len(pixels)] + values[len(pixels):]) / 2 for name, values in both.items()}
         else:
             outputs = self._run(pixels, batch_size)
+        if self.gender_temperature:
+            outputs["gender"] = scale_gender(outputs["gender"], self.gender_temperature)
         if self.age_interval:
             outputs["age_low"], outputs["age_high"] = age_intervals(outputs["age"], self.age_interval)
         elif "age_distribution" in outputs:
