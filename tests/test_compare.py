@@ -63,8 +63,12 @@ def test_compare_checks_the_report_s_claims_on_a_shared_split_and_tabulates_one_
     (stopped / "config.json").write_text(json.dumps({"train_images": 4000, "val_images": 1000, "recipe": older}))
     balanced = _fake_run(tmp_path / "xc-balanced", "5k", 4000, [0.86, 0.88], [6.1, 6.0], speed=20.0, ms=9.0,
                          recipe={**get_recipe("xception").to_dict(), "loss_weights": {"gender": 1.0, "age": 0.01}})
+    distribution = _fake_run(tmp_path / "xc-distribution", "5k", 4000, [0.85, 0.87], [6.3, 6.1], speed=20.0, ms=9.0,
+                             recipe={**get_recipe("xception").to_dict(), "age_output": "distribution",
+                                     "loss_weights": {"gender": 1.0, "age": 0.1}})
     out = tmp_path / "compare.md"
-    assert main(["compare", *map(str, (a_full, a_5k, b, b_pre, stopped, balanced)), "--out", str(out)]) == 0
+    assert main(["compare", *map(str, (a_full, a_5k, b, b_pre, stopped, balanced, distribution)),
+                 "--out", str(out)]) == 0
     report = out.read_text()
     assert "| seed-b | 5k (4000/1000) | 3 / 140 |" in report
     assert ("On protocol 5k (4,000 training images, the same split for both), gender: Model A 86.00% (seed-a-5k) "
@@ -78,3 +82,5 @@ def test_compare_checks_the_report_s_claims_on_a_shared_split_and_tabulates_one_
     # against the nearest earlier run, not the first: one setting apart
     assert ("| xc-balanced | xc | loss_weights={'gender': 1.0, 'age': 0.01} | 2 | 88.00% (+7.00 points) | "
             "6.00 (+0.00) |") in report
+    # two settings from both xc and xc-balanced: against the later one
+    assert "| xc-distribution | xc-balanced | age_output=distribution, loss_weights=" in report

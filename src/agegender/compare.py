@@ -132,14 +132,15 @@ def _changes(run: dict, base: dict) -> list[str]:
 
 def ablation_table(runs: list[dict]) -> list[str]:
     """Each run against the nearest run given before it of the same model and protocol (fewest settings
-    changed; the first on a tie): which settings differ, and what that did at an equal number of epochs."""
+    changed; the latest on a tie): which settings differ, and what that did at an equal number of epochs."""
     rows = []
     for index, run in enumerate(runs):
         key = (_architecture(run), run["metrics"]["protocol"])
         earlier = [other for other in runs[:index] if (_architecture(other), other["metrics"]["protocol"]) == key]
         if not earlier:
             continue
-        base = min(earlier, key=lambda other: len(_changes(run, other)))  # min keeps the first on a tie
+        # On a tie the latest: runs are listed in the order they built on each other.
+        base = min(reversed(earlier), key=lambda other: len(_changes(run, other)))
         changes = _changes(run, base)
         epochs = min(len(run["history"]), len(base["history"]))
         (base_acc, base_mae), (acc, mae) = _within(base, epochs), _within(run, epochs)
