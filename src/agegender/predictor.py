@@ -43,7 +43,8 @@ class AgeGenderModel:
     """A trained model applied to aligned face crops (RGB pixels 0-255 at the model's input size).
 
     An exported model may carry, in its metadata, how it is best run: `test_time_flip` (average each face
-    with its mirror image) and `age_interval` (calibrated offsets for an age interval, see calibration.py).
+    with its mirror image), `age_interval` (calibrated offsets for an age interval) and `gender_temperature`
+    (divides the gender logit); see calibration.py.
     `flip` overrides the model's own setting.
     """
 
