@@ -67,6 +67,27 @@ def test_an_interrupted_run_can_be_ended_early_at_the_epochs_it_has(tmp_path, ut
     assert json.loads((out / "config.json").read_text())["overrides"]["epochs"] == 2
 
 
+def test_a_warm_start_begins_from_the_earlier_runs_weights_and_only_on_its_split(tmp_path, trained_run, utk_folder):
+    # With a learning rate of 0 the new run's best checkpoint keeps exactly the weights it started from.
+    still = TINY.with_overrides(learning_rate=0.0)
+    train(still, str(utk_folder), tmp_path / "stage2", overrides={"epochs": 1}, verbose=0, init_from=trained_run)
+    start = keras.models.load_model(trained_run / "best.keras", compile=False)
+    after = keras.models.load_model(tmp_path / "stage2" / "best.keras", compile=False)
+    assert len(after.trainable_weights) == len(start.trainable_weights)
+    for a, b in zip(after.trainable_weights, start.trainable_weights):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
+    config = json.loads((tmp_path / "stage2" / "config.json").read_text())
+    assert config["init_from"] == str(trained_run)
+
+    with pytest.raises(RunError, match="different split"):  # its validation images would be training images here
+        train(TINY, str(utk_folder), tmp_path / "other-seed", overrides={"epochs": 1, "seed": 7}, verbose=0,
+              init_from=trained_run)
+    assert not (tmp_path / "other-seed").exists()
+    with pytest.raises(RunError, match="differs from this recipe"):
+        train(TINY.with_overrides(age_output="distribution"), str(utk_folder), tmp_path / "other-net",
+              overrides={"epochs": 1}, verbose=0, init_from=trained_run)
+
+
 def test_resume_needs_an_unfinished_run(tmp_path, trained_run):
     with pytest.raises(RunError, match="no run to resume"):
         train(TINY, None, tmp_path / "empty", resume=True, verbose=0)

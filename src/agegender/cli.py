@@ -25,7 +25,7 @@ def _train(args) -> int:
     overrides.update({"protocol": args.protocol, "epochs": args.epochs, "batch_size": args.batch_size,
                       "seed": args.seed, "mixed_precision": True if args.mixed_precision else None})
     metrics = train(recipe, args.data, args.out, resume=args.resume, overrides=overrides,
-                    backbone_weights=args.backbone_weights)
+                    backbone_weights=args.backbone_weights, init_from=args.init_from)
     print(json.dumps(metrics, indent=2))
     return 0
 
@@ -214,6 +214,8 @@ def parser() -> argparse.ArgumentParser:
                        help="override any recipe setting, e.g. --set preprocessing=xception or "
                             "--set loss_weights.age=0.01 (repeatable; recorded)")
     train.add_argument("--backbone-weights", help="Xception weights: a local .weights.h5 file or 'imagenet'")
+    train.add_argument("--init-from", metavar="RUN", help="start from this run's best checkpoint (same split "
+                       "required), e.g. to fine-tune the whole backbone after a first stage")
     train.set_defaults(run=_train)
 
     def add_rows_arguments(command, default_split: str) -> None:

@@ -12,6 +12,7 @@ import shutil
 import signal
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import keras
@@ -49,10 +50,13 @@ def _hardware() -> str:
     return f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()}"
 
 
-def _prepare(recipe: Recipe, data_source: str, out: Path, overrides: dict, backbone_weights: str | None) -> dict:
+def _prepare(recipe: Recipe, data_source: str, out: Path, overrides: dict, backbone_weights: str | None,
+             init_from: Path | None) -> dict:
     """A new run folder with its resolved config and saved split."""
     frame = data.read_dataset(data_source)
     split = data.protocol_split(frame, recipe.protocol, recipe.seed)
+    if init_from is not None:
+        _check_same_split(init_from, split)
     out.mkdir(parents=True, exist_ok=True)
     data.save_split(split, out / SPLIT)
     config = {
@@ -60,6 +64,7 @@ def _prepare(recipe: Recipe, data_source: str, out: Path, overrides: dict, backb
         "overrides": {key: value for key, value in overrides.items() if value is not None},
         "data": str(Path(data_source).resolve()),
         "backbone_weights": backbone_weights,
+        "init_from": str(init_from) if init_from is not None else None,
         "train_images": int((split["split"] == "train").sum()),
         "val_images": int((split["split"] == "val").sum()),
         "test_images": int((split["split"] == "test").sum()),  # kept out of training and model choice
@@ -68,6 +73,21 @@ def _prepare(recipe: Recipe, data_source: str, out: Path, overrides: dict, backb
     }
     (out / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
     return config
+
+
+def _check_same_split(init_from: Path, split: pd.DataFrame) -> None:
+    """A warm start must come from a run on the very same split: any other run has trained on images that are
+    validation or test images here, and the new run's figures would no longer be honest."""
+    if not (init_from / BEST).is_file():
+        raise RunError(f"{init_from} holds no {BEST} to start from; name a run folder that has finished an epoch")
+    earlier = data.load_split(init_from / SPLIT)
+    columns = ["path", "split"]
+    same = len(earlier) == len(split) and (
+        earlier[columns].sort_values("path").reset_index(drop=True)
+        .equals(split[columns].sort_values("path").reset_index(drop=True)))
+    if not same:
+        raise RunError(f"{init_from} was trained on a different split; a warm start needs the same data, "
+                       "protocol and seed (otherwise its training images could be validation or test images here)")
 
 
 def _tf_version() -> str:
@@ -83,8 +103,12 @@ def _last_backed_up_epoch(out: Path) -> int:
 
 def train(recipe: Recipe, data_source: str | None, out: str | Path, resume: bool = False,
           overrides: dict | None = None, backbone_weights: str | None = None, verbose: int | str = "auto",
-          extra_callbacks: list | None = None) -> dict:
-    """Train `recipe` (with `overrides`) into `out`; with `resume`, continue the run already there."""
+          extra_callbacks: list | None = None, init_from: str | Path | None = None) -> dict:
+    """Train `recipe` (with `overrides`) into `out`; with `resume`, continue the run already there.
+
+    `init_from` (a run folder) starts the network from that run's best checkpoint instead of ImageNet: the
+    second stage of a fine-tune, e.g. the whole backbone unfrozen at a lower learning rate.
+    """
     out = Path(out)
     overrides = {key: value for key, value in (overrides or {}).items() if value is not None}
     if (out / METRICS).exists() and not resume:
@@ -95,6 +119,8 @@ def train(recipe: Recipe, data_source: str | None, out: str | Path, resume: bool
         if (out / METRICS).exists():
             raise RunError(f"{out} holds a finished run; start a new one to train longer")
         config = json.loads((out / CONFIG).read_text())
+        if init_from is not None:
+            raise RunError("--init-from only starts a new run; a resumed run keeps the start recorded in its config.json")
         if set(overrides) - {"epochs"}:
             raise RunError("only --epochs can change when resuming; the run's other settings are in its config.json")
         if "epochs" in overrides:  # a run may be lengthened, or ended early at an epoch it has not passed
@@ -111,7 +137,8 @@ def train(recipe: Recipe, data_source: str | None, out: str | Path, resume: bool
         if data_source is None:
             raise RunError("--data is required for a new run")
         recipe = recipe.with_overrides(**overrides)
-        config = _prepare(recipe, data_source, out, overrides, backbone_weights)
+        config = _prepare(recipe, data_source, out, overrides, backbone_weights,
+                          Path(init_from) if init_from is not None else None)
 
     keras.utils.set_random_seed(recipe.seed)
     keras.mixed_precision.set_global_policy("mixed_bfloat16" if recipe.mixed_precision else "float32")
@@ -145,6 +172,8 @@ def _fit(recipe: Recipe, config: dict, out: Path, verbose, extra_callbacks: list
     mean, variance = channel_statistics(train_pixels) if recipe.preprocessing == "featurewise" else (None, None)
 
     model = build_model(recipe, config.get("backbone_weights"), mean, variance)
+    if config.get("init_from"):  # on resume, BackupAndRestore then replaces these with the last epoch's weights
+        _load_start_weights(model, Path(config["init_from"]) / BEST)
     compile_model(model, recipe, steps_per_epoch=-(-len(train_pixels) // recipe.batch_size))
     sigma = recipe.age_sigma if recipe.age_output == "distribution" else None
     train_data = make_dataset(train_pixels, train_rows["age"].to_numpy(), train_rows["gender"].to_numpy(),
@@ -184,6 +213,16 @@ def _fit(recipe: Recipe, config: dict, out: Path, verbose, extra_callbacks: list
         raise RunError(f"training interrupted after epoch {_last_backed_up_epoch(out)}; "
                        f"continue with: agegender train --resume --out {out}") from None
     return finalize(out, config, recipe, val_rows, val_pixels)
+
+
+def _load_start_weights(model: keras.Model, checkpoint: Path) -> None:
+    # Keras only warns when some layers find no weights in the file; a partial start is refused instead.
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", UserWarning)
+            model.load_weights(checkpoint)
+    except (ValueError, KeyError, UserWarning) as error:
+        raise RunError(f"cannot start from {checkpoint}: its network differs from this recipe's ({error})") from None
 
 
 def finalize(out: Path, config: dict, recipe: Recipe, val_rows: pd.DataFrame, val_pixels: np.ndarray) -> dict:
