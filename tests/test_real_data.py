@@ -38,18 +38,19 @@ def test_protocol_splits_keep_groups_whole(utkface, protocol, train, val):
     assert (split.groupby("group")["split"].nunique() == 1).all()
 
 
-def test_holdout_test_split_was_never_seen_by_the_protocol_full_run(utkface):
-    """The shipped model (runs/seed-a) trained on protocol full: none of its images are in holdout's test."""
-    saved = RUNS / "seed-a" / "split.csv"
+@pytest.mark.parametrize("run", ["seed-a", "holdout-xception-balanced", "holdout-xception-full-finetune"])
+def test_holdout_test_split_was_never_trained_on_by_a_shipped_run(utkface, run):
+    """The shipped models' runs (now and before): none of their training images are in holdout's test split."""
+    saved = RUNS / run / "split.csv"
     if not saved.is_file():
-        pytest.skip("runs/seed-a is not committed")
+        pytest.skip(f"runs/{run} is not committed")
     trained_on = set(pd.read_csv(saved).query("split == 'train'")["path"].map(lambda p: Path(p).name))
     holdout = data.protocol_split(utkface, "holdout", seed=1337)
     test = set(holdout.loc[holdout["split"] == "test", "path"].map(lambda p: Path(p).name))
     assert len(test) == pytest.approx(1_898, abs=20) and not trained_on & test
 
 
-@pytest.mark.parametrize("run", ["seed-a", "seed-a-5k", "seed-b", "xception"])
+@pytest.mark.parametrize("run", ["seed-a", "seed-a-5k", "seed-b", "xception", "holdout-xception-full-finetune"])
 def test_committed_runs_splits_are_reproducible(utkface, run):
     saved = RUNS / run / "split.csv"
     if not saved.is_file():
