@@ -84,3 +84,20 @@ def test_compare_checks_the_report_s_claims_on_a_shared_split_and_tabulates_one_
             "6.00 (+0.00) |") in report
     # two settings from both xc and xc-balanced: against the later one
     assert "| xc-distribution | xc-balanced | age_output=distribution, loss_weights=" in report
+
+
+def test_a_second_stage_is_compared_with_all_of_the_run_it_continued(tmp_path):
+    from agegender.recipes import get_recipe
+
+    xception = get_recipe("xception").to_dict()
+    first = _fake_run(tmp_path / "stage1", "holdout", 15000, [0.80, 0.85, 0.90, 0.93], [6.0, 5.5, 5.0, 4.8],
+                      recipe=xception)
+    second = _fake_run(tmp_path / "stage2", "holdout", 15000, [0.92, 0.94], [4.9, 4.7],
+                       recipe={**xception, "learning_rate": 2e-05})
+    config = json.loads((second / "config.json").read_text())
+    (second / "config.json").write_text(json.dumps({**config, "init_from": str(first)}))
+    out = tmp_path / "compare.md"
+    assert main(["compare", str(first), str(second), "--out", str(out)]) == 0
+    # against stage 1's best over all 4 epochs (93%, 4.8), not over its first 2 (85%, 5.5)
+    assert ("| stage2 | stage1 | continues stage1, learning_rate=2e-05 | all (4 + 2) | 94.00% (+1.00 points) | "
+            "4.70 (-0.10) |") in out.read_text()

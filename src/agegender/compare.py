@@ -105,8 +105,8 @@ def _recipe_epochs(run: dict) -> int:
     return RECIPES[name].epochs if name in RECIPES else run["metrics"]["epochs_planned"]
 
 
-def _within(run: dict, epochs: int) -> tuple[float, float]:
-    """Best validation gender accuracy and lowest validation MAE over the first `epochs` epochs."""
+def _within(run: dict, epochs: int | None) -> tuple[float, float]:
+    """Best validation gender accuracy and lowest validation MAE over the first `epochs` epochs (None: all)."""
     history = run["history"].iloc[:epochs]
     return float(history["val_gender_accuracy"].max()), float(history["val_age_mae"].min())
 
@@ -139,11 +139,19 @@ def ablation_table(runs: list[dict]) -> list[str]:
         earlier = [other for other in runs[:index] if (_architecture(other), other["metrics"]["protocol"]) == key]
         if not earlier:
             continue
-        # On a tie the latest: runs are listed in the order they built on each other.
-        base = min(reversed(earlier), key=lambda other: len(_changes(run, other)))
-        changes = _changes(run, base)
-        epochs = min(len(run["history"]), len(base["history"]))
-        (base_acc, base_mae), (acc, mae) = _within(base, epochs), _within(run, epochs)
+        started_from = Path(run["config"].get("init_from") or "").name
+        continued = [other for other in earlier if other["name"] == started_from]
+        if continued:  # a second stage: what its extra epochs added to the whole run it started from
+            base = continued[0]
+            changes = [f"continues {base['name']}", *_changes(run, base)]
+            epochs = f"all ({len(base['history'])} + {len(run['history'])})"
+            (base_acc, base_mae), (acc, mae) = _within(base, None), _within(run, None)
+        else:
+            # On a tie the latest: runs are listed in the order they built on each other.
+            base = min(reversed(earlier), key=lambda other: len(_changes(run, other)))
+            changes = _changes(run, base)
+            epochs = min(len(run["history"]), len(base["history"]))
+            (base_acc, base_mae), (acc, mae) = _within(base, epochs), _within(run, epochs)
         rows.append(f"| {run['name']} | {base['name']} | {', '.join(changes) or 'none'} | {epochs} | "
                     f"{acc:.2%} ({100 * (acc - base_acc):+.2f} points) | {mae:.2f} ({mae - base_mae:+.2f}) |")
     if not rows:
@@ -249,7 +257,8 @@ def compare(run_folders: list[Path], out: Path) -> Path:
     if ablation:
         text += ["## One change at a time", "",
                  "Each run against the nearest run given before it of the same model and protocol (fewest "
-                 "settings changed), over the epochs both ran.", "",
+                 "settings changed), over the epochs both ran; a run started from another's checkpoint "
+                 "(`--init-from`) against all of that run.", "",
                  *ablation, ""]
     text += ["## What the numbers say", "", *[f"- {line}" for line in conclusions(runs)], "",
              f"![learning curves]({figure.name})", ""]
