@@ -38,7 +38,8 @@ def test_protocol_splits_keep_groups_whole(utkface, protocol, train, val):
     assert (split.groupby("group")["split"].nunique() == 1).all()
 
 
-@pytest.mark.parametrize("run", ["seed-a", "holdout-xception-balanced", "holdout-xception-full-finetune"])
+@pytest.mark.parametrize("run", ["seed-a", "holdout-xception-balanced", "holdout-xception-full-finetune",
+                                 "holdout-xception-stage2"])
 def test_holdout_test_split_was_never_trained_on_by_a_shipped_run(utkface, run):
     """The shipped models' runs (now and before): none of their training images are in holdout's test split."""
     saved = RUNS / run / "split.csv"
