@@ -15,11 +15,10 @@ import json
 import numpy as np
 import pandas as pd
 
-from agegender.data import protocol_split, read_dataset
+from agegender.data import age_bracket, protocol_split, read_dataset
 from agegender.evaluate import evaluate_frame
 from agegender.predictor import AgeGenderModel
-
-BRACKETS = ([-1, 9, 19, 39, 59, 200], ["0-9", "10-19", "20-39", "40-59", "60+"])
+from agegender.recipes import Recipe
 
 
 def least_squares(predicted: np.ndarray, true: np.ndarray) -> np.ndarray:
@@ -52,9 +51,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
 
-    split = protocol_split(read_dataset(args.data), "holdout", 1337)
+    split = protocol_split(read_dataset(args.data), "holdout", Recipe.seed)
     frame = evaluate_frame(AgeGenderModel(args.model), split[split["split"] == "val"])
-    bracket = pd.cut(frame["age"], bins=BRACKETS[0], labels=BRACKETS[1])
+    bracket = frame["age"].map(age_bracket)
     raw = (frame["predicted_age"] - frame["age"]).abs()
     report = {"faces": len(frame), "raw": {"overall": round(raw.mean(), 3),
                                            **raw.groupby(bracket, observed=True).mean().round(3).to_dict()}}

@@ -86,6 +86,20 @@ def test_a_warm_start_begins_from_the_earlier_runs_weights_and_only_on_its_split
     with pytest.raises(RunError, match="differs from this recipe"):
         train(TINY.with_overrides(age_output="distribution"), str(utk_folder), tmp_path / "other-net",
               overrides={"epochs": 1}, verbose=0, init_from=trained_run)
+    assert not (tmp_path / "other-net").exists()
+
+
+def test_a_resumed_second_stage_no_longer_needs_the_checkpoint_it_started_from(tmp_path, trained_run, utk_folder):
+    import shutil
+
+    first = tmp_path / "first"
+    shutil.copytree(trained_run, first)
+    out = tmp_path / "second"
+    with pytest.raises(RunError, match="interrupted after epoch 2"):
+        train(TINY, str(utk_folder), out, overrides={"epochs": 3}, verbose=0, extra_callbacks=[_Interrupt()],
+              init_from=first)
+    (first / "best.keras").unlink()  # e.g. a new machine: run folders are committed without their weights
+    assert train(TINY, None, out, resume=True, verbose=0)["epochs_run"] == 3
 
 
 def test_resume_needs_an_unfinished_run(tmp_path, trained_run):

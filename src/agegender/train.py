@@ -31,6 +31,10 @@ class RunError(ValueError):
     """A run folder that cannot be used as asked."""
 
 
+class StartWeightsError(RunError):
+    """The checkpoint named by `init_from` does not fit the recipe's network."""
+
+
 CONFIG, SPLIT, HISTORY, BEST, ONNX, METRICS, BACKUP = (
     "config.json", "split.csv", "history.csv", "best.keras", "model.onnx", "metrics.json", "backup")
 
@@ -82,9 +86,8 @@ def _check_same_split(init_from: Path, split: pd.DataFrame) -> None:
         raise RunError(f"{init_from} holds no {BEST} to start from; name a run folder that has finished an epoch")
     earlier = data.load_split(init_from / SPLIT)
     columns = ["path", "split"]
-    same = len(earlier) == len(split) and (
-        earlier[columns].sort_values("path").reset_index(drop=True)
-        .equals(split[columns].sort_values("path").reset_index(drop=True)))
+    same = (earlier[columns].sort_values("path").reset_index(drop=True)
+            .equals(split[columns].sort_values("path").reset_index(drop=True)))
     if not same:
         raise RunError(f"{init_from} was trained on a different split; a warm start needs the same data, "
                        "protocol and seed (otherwise its training images could be validation or test images here)")
@@ -145,6 +148,10 @@ def train(recipe: Recipe, data_source: str | None, out: str | Path, resume: bool
     previous = _stop_on_sigterm()
     try:
         return _fit(recipe, config, out, verbose, extra_callbacks or [])
+    except StartWeightsError:
+        if not resume:  # refused before any training: leave no half-made run folder behind
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     finally:
         keras.mixed_precision.set_global_policy("float32")
         if previous is not None:
@@ -172,7 +179,8 @@ def _fit(recipe: Recipe, config: dict, out: Path, verbose, extra_callbacks: list
     mean, variance = channel_statistics(train_pixels) if recipe.preprocessing == "featurewise" else (None, None)
 
     model = build_model(recipe, config.get("backbone_weights"), mean, variance)
-    if config.get("init_from"):  # on resume, BackupAndRestore then replaces these with the last epoch's weights
+    done = _last_backed_up_epoch(out)
+    if config.get("init_from") and not done:  # past epoch 0, BackupAndRestore brings the run's own weights
         _load_start_weights(model, Path(config["init_from"]) / BEST)
     compile_model(model, recipe, steps_per_epoch=-(-len(train_pixels) // recipe.batch_size))
     sigma = recipe.age_sigma if recipe.age_output == "distribution" else None
@@ -183,7 +191,6 @@ def _fit(recipe: Recipe, config: dict, out: Path, verbose, extra_callbacks: list
 
     # History rows past the last backed-up epoch belong to an epoch that will be run again.
     history_path = out / HISTORY
-    done = _last_backed_up_epoch(out)
     if history_path.is_file():
         history = pd.read_csv(history_path)
         history[history["epoch"] < done].to_csv(history_path, index=False)
@@ -222,7 +229,8 @@ def _load_start_weights(model: keras.Model, checkpoint: Path) -> None:
             warnings.simplefilter("error", UserWarning)
             model.load_weights(checkpoint)
     except (ValueError, KeyError, UserWarning) as error:
-        raise RunError(f"cannot start from {checkpoint}: its network differs from this recipe's ({error})") from None
+        raise StartWeightsError(f"cannot start from {checkpoint}: its network differs from this recipe's ({error})") \
+            from None
 
 
 def finalize(out: Path, config: dict, recipe: Recipe, val_rows: pd.DataFrame, val_pixels: np.ndarray) -> dict:
