@@ -84,9 +84,27 @@ def test_a_warm_start_begins_from_the_earlier_runs_weights_and_only_on_its_split
               init_from=trained_run)
     assert not (tmp_path / "other-seed").exists()
     with pytest.raises(RunError, match="differs from this recipe"):
-        train(TINY.with_overrides(age_output="distribution"), str(utk_folder), tmp_path / "other-net",
+        # a larger input changes the flattened features' size, so the heads' first layers no longer fit
+        train(TINY.with_overrides(image_size=2 * TINY.image_size), str(utk_folder), tmp_path / "other-net",
               overrides={"epochs": 1}, verbose=0, init_from=trained_run)
     assert not (tmp_path / "other-net").exists()
+
+
+def test_a_warm_start_may_change_the_kind_of_age_output_and_keeps_everything_below_it(tmp_path, trained_run,
+                                                                                      utk_folder):
+    still = TINY.with_overrides(learning_rate=0.0, age_output="distribution")
+    train(still, str(utk_folder), tmp_path / "distribution", overrides={"epochs": 1}, verbose=0, init_from=trained_run)
+    config = json.loads((tmp_path / "distribution" / "config.json").read_text())
+    # the age output layers: the new softmax, and the expectation over 0..100 (fixed, built that way)
+    assert sorted(config["fresh_layers"]) == ["age", "age_distribution"]
+    start = keras.models.load_model(trained_run / "best.keras", compile=False)
+    after = keras.models.load_model(tmp_path / "distribution" / "best.keras", compile=False)
+    kept = [layer.name for layer in start.layers if layer.weights and layer.name not in ("age", "age_distribution")]
+    assert "age_head_dense" in kept and "gender" in kept
+    for name in kept:  # trainable weights: BatchNormalization's moving statistics move even at learning rate 0
+        for a, b in zip(after.get_layer(name).trainable_weights, start.get_layer(name).trainable_weights):
+            np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
+    assert after.get_layer("age_distribution").units == 101
 
 
 def test_a_resumed_second_stage_no_longer_needs_the_checkpoint_it_started_from(tmp_path, trained_run, utk_folder):

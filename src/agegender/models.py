@@ -38,6 +38,7 @@ def _head(x, units: int, dropout: float, l2: float, name: str, batchnorm: bool):
 
 
 AGES = 101  # the age distribution's classes: 0 to 100 years
+AGE_OUTPUT_LAYERS = ("age", "age_distribution")  # the layers that differ between the two kinds of age output
 
 
 def _outputs(recipe: Recipe, gender_features, age_features):

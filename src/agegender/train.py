@@ -22,7 +22,7 @@ import pandas as pd
 from . import data
 from .evaluate import breakdown, history_summary, plot_history, write_evaluation
 from .images import load_crops
-from .models import build_model, compile_model
+from .models import AGE_OUTPUT_LAYERS, build_model, compile_model
 from .pipeline import channel_statistics, make_dataset
 from .recipes import Recipe
 
@@ -181,7 +181,8 @@ def _fit(recipe: Recipe, config: dict, out: Path, verbose, extra_callbacks: list
     model = build_model(recipe, config.get("backbone_weights"), mean, variance)
     done = _last_backed_up_epoch(out)
     if config.get("init_from") and not done:  # past epoch 0, BackupAndRestore brings the run's own weights
-        _load_start_weights(model, Path(config["init_from"]) / BEST)
+        config["fresh_layers"] = _load_start_weights(model, Path(config["init_from"]), recipe)
+        (out / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
     compile_model(model, recipe, steps_per_epoch=-(-len(train_pixels) // recipe.batch_size))
     sigma = recipe.age_sigma if recipe.age_output == "distribution" else None
     train_data = make_dataset(train_pixels, train_rows["age"].to_numpy(), train_rows["gender"].to_numpy(),
@@ -222,15 +223,39 @@ def _fit(recipe: Recipe, config: dict, out: Path, verbose, extra_callbacks: list
     return finalize(out, config, recipe, val_rows, val_pixels)
 
 
-def _load_start_weights(model: keras.Model, checkpoint: Path) -> None:
-    # Keras only warns when some layers find no weights in the file; a partial start is refused instead.
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", UserWarning)
-            model.load_weights(checkpoint)
-    except (ValueError, KeyError, UserWarning) as error:
-        raise StartWeightsError(f"cannot start from {checkpoint}: its network differs from this recipe's ({error})") \
-            from None
+def _load_start_weights(model: keras.Model, run: Path, recipe: Recipe) -> list[str]:
+    """Start `model` from `run`'s best checkpoint; returns the layers that start fresh instead.
+
+    The network must be the same, with one exception: a run may change the kind of age output (regression
+    to distribution or back), and then only the age output layers start fresh, everything below them (the
+    backbone and both heads' hidden layers) takes the start weights.
+    """
+    checkpoint = run / BEST
+    start_recipe = json.loads((run / CONFIG).read_text())["recipe"] if (run / CONFIG).is_file() else {}
+    if start_recipe.get("age_output", "regression") == recipe.age_output:
+        # Keras only warns when some layers find no weights in the file; a partial start is refused instead.
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", UserWarning)
+                model.load_weights(checkpoint)
+        except (ValueError, KeyError, UserWarning) as error:
+            raise StartWeightsError(f"cannot start from {checkpoint}: its network differs from this recipe's "
+                                    f"({error})") from None
+        return []
+    start = {layer.name: layer for layer in keras.models.load_model(checkpoint, compile=False).layers}
+    fresh = []
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        source = start.get(layer.name)
+        if source is not None and [w.shape for w in source.weights] == [w.shape for w in layer.weights]:
+            layer.set_weights(source.get_weights())
+        elif layer.name in AGE_OUTPUT_LAYERS:
+            fresh.append(layer.name)
+        else:
+            raise StartWeightsError(f"cannot start from {checkpoint}: its network differs from this recipe's "
+                                    f"beyond the age output (layer {layer.name!r})")
+    return fresh
 
 
 def finalize(out: Path, config: dict, recipe: Recipe, val_rows: pd.DataFrame, val_pixels: np.ndarray) -> dict:
