@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from agegender.calibration import (age_intervals, distribution_intervals, fit_age_intervals, fit_gender_temperature,
-                                   gender_reliability, scale_gender)
+from agegender.calibration import (age_intervals, distribution_intervals, fit_age_intervals,
+                                   fit_distribution_widening, fit_gender_temperature, gender_reliability, scale_gender)
 from agegender.pipeline import age_distribution_targets
 
 
@@ -16,6 +16,29 @@ def test_age_intervals_cover_the_asked_share_per_bracket():
     assert inside.mean() == pytest.approx(0.8, abs=0.02)
     assert table["high"][0] - table["low"][0] < table["high"][3] - table["low"][3]
     assert (low >= 0).all()
+
+
+def test_an_overconfident_distribution_is_widened_to_the_asked_share_and_stays_adaptive():
+    rng = np.random.default_rng(0)
+    true = rng.uniform(1, 80, 6_000)
+    spread = np.where(true < 20, 2.0, 6.0)  # the real error grows with age
+    centre = true + rng.normal(0, spread)
+    ages = np.arange(101)
+    # the model knows where it is less sure, but says half the real spread: its own 80% holds too few ages
+    distribution = np.exp(-0.5 * ((ages[None, :] - centre[:, None]) / (spread[:, None] / 2)) ** 2)
+    distribution /= distribution.sum(axis=1, keepdims=True)
+    own_low, own_high = distribution_intervals(distribution[3_000:])
+    assert ((true[3_000:] >= own_low) & (true[3_000:] <= own_high)).mean() < 0.6
+
+    table = fit_distribution_widening(centre[:3_000], distribution[:3_000], true[:3_000], level=0.8)
+    assert all(years > 0 for years in table["widen_distribution"])
+    low, high = age_intervals(centre[3_000:], table, distribution[3_000:])
+    inside = (true[3_000:] >= low) & (true[3_000:] <= high)
+    assert inside.mean() == pytest.approx(0.8, abs=0.03)
+    young = true[3_000:] < 15
+    assert (high - low)[young].mean() < (high - low)[~young].mean()  # still narrower where the model is surer
+    with pytest.raises(ValueError, match="did not output"):
+        age_intervals(centre, table)
 
 
 def test_too_few_calibration_faces_is_an_error():

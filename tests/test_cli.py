@@ -144,3 +144,29 @@ def test_calibrate_stores_intervals_and_flip_that_predict_and_evaluate_then_use(
     assert main(["calibrate", str(model), *rows, "--split-name", "test"]) == 2
     assert "no 'test' rows" in capsys.readouterr().err
     assert main(["calibrate", str(tiny_onnx.parent / "missing.onnx"), *rows]) == 2
+
+
+def test_calibrating_a_distribution_model_keeps_its_own_intervals_and_widens_them(utk_folder, tmp_path, capsys):
+    from agegender.calibration import distribution_intervals
+    from agegender.predictor import AgeGenderModel
+    from agegender.recipes import get_recipe
+    from agegender.train import train
+
+    recipe = get_recipe("seed-a").with_overrides(image_size=32, batch_size=16, age_output="distribution")
+    train(recipe, str(utk_folder), tmp_path / "run", overrides={"epochs": 1}, verbose=0)
+    model = tmp_path / "run" / "model.onnx"
+    rows = ["--data", str(utk_folder), "--protocol", "full"]
+    assert main(["calibrate", str(model), *rows, "--no-flip"]) == 0
+    table = json.loads(capsys.readouterr().out)["age_interval"]
+    assert len(table["widen_distribution"]) == 5 and "low" not in table
+
+    loaded = AgeGenderModel(model)
+    pixels = np.stack([np.asarray(Image.open(p).convert("RGB").resize((32, 32), Image.BILINEAR))
+                       for p in sorted(utk_folder.iterdir())[:8]])
+    outputs = loaded.predict_outputs(pixels)
+    own_low, own_high = distribution_intervals(outputs["age_distribution"])
+    widen = np.asarray(table["widen_distribution"])[np.digitize(outputs["age"], table["edges"])]
+    np.testing.assert_allclose(outputs["age_low"], np.maximum(own_low - widen, 0))
+    np.testing.assert_allclose(outputs["age_high"], np.maximum(own_high + widen, 0))
+    assert main(["evaluate", str(model), *rows, "--json"]) == 0
+    assert 0.0 <= json.loads(capsys.readouterr().out)["overall"]["age_interval_coverage"] <= 1.0

@@ -3,7 +3,10 @@
 Age intervals are split-conformal: on a calibration split (never the test split), the errors of the
 model (true age - predicted age) are collected per predicted-age bracket, and their 10th and 90th
 percentiles become the interval's offsets. A model that regresses age with MSE gives no distribution of its
-own; these offsets are measured, so that "80% interval" means 80% of real faces, per age range.
+own; these offsets are measured, so that "80% interval" means 80% of real faces, per age range. A model
+that predicts an age distribution has its own interval (the distribution's central 80%), which widens where
+the model is unsure; it is kept and only widened or narrowed by a measured number of years per bracket, so
+that it too holds 80% of the calibration faces (conformalized quantile regression, Romano et al. 2019).
 
 Gender probabilities are recalibrated by temperature scaling (Guo et al., 2017): one number T, fitted on the
 same calibration split, divides the gender logit. It fixes a network's over- or under-confidence without
@@ -36,12 +39,41 @@ def fit_age_intervals(predicted: np.ndarray, true: np.ndarray, level: float = 0.
     return {"level": level, "edges": list(EDGES), "low": low, "high": high, "faces": counts}
 
 
-def age_intervals(predicted: np.ndarray, table: dict) -> tuple[np.ndarray, np.ndarray]:
-    """(low, high) ages around each prediction, from a table of `fit_age_intervals`; never below 0."""
+def fit_distribution_widening(predicted: np.ndarray, distribution: np.ndarray, true: np.ndarray,
+                               level: float = 0.8) -> dict:
+    """Years by which to widen (or, if negative, narrow) the distribution's own interval per predicted-age
+    bracket, such that `level` of the calibration faces fall inside."""
+    predicted, true = np.asarray(predicted, float), np.asarray(true, float)
+    if len(predicted) < MIN_PER_BRACKET:
+        raise ValueError(f"calibration needs at least {MIN_PER_BRACKET} labelled faces, got {len(predicted)}")
+    low, high = distribution_intervals(distribution, level)
+    outside = np.maximum(low - true, true - high)  # years outside the interval; negative when inside
+    brackets = np.digitize(predicted, EDGES)
+    widen, counts = [], []
+    for bracket in range(len(EDGES) + 1):
+        chosen = outside[brackets == bracket]
+        if len(chosen) < MIN_PER_BRACKET:
+            chosen = outside
+        widen.append(round(float(np.quantile(chosen, level)), 3))
+        counts.append(int((brackets == bracket).sum()))
+    return {"level": level, "edges": list(EDGES), "widen_distribution": widen, "faces": counts}
+
+
+def age_intervals(predicted: np.ndarray, table: dict, distribution: np.ndarray | None = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """(low, high) ages for each prediction, from a table of `fit_age_intervals` (offsets around the
+    prediction) or `fit_distribution_widening` (the distribution's interval, widened); never below 0."""
     predicted = np.asarray(predicted, float)
     brackets = np.digitize(predicted, table["edges"])
-    low = predicted + np.asarray(table["low"])[brackets]
-    high = predicted + np.asarray(table["high"])[brackets]
+    if "widen_distribution" in table:
+        if distribution is None:
+            raise ValueError("this age interval widens the model's age distribution, which it did not output")
+        low, high = distribution_intervals(distribution, table["level"])
+        widen = np.asarray(table["widen_distribution"])[brackets]
+        low, high = low - widen, high + widen
+    else:
+        low = predicted + np.asarray(table["low"])[brackets]
+        high = predicted + np.asarray(table["high"])[brackets]
     return np.maximum(low, 0.0), np.maximum(high, 0.0)
 
 

@@ -66,7 +66,7 @@ def _evaluate(args) -> int:
 
 
 def _calibrate(args) -> int:
-    from .calibration import fit_age_intervals, fit_gender_temperature
+    from .calibration import fit_age_intervals, fit_distribution_widening, fit_gender_temperature
     from .evaluate import evaluate_frame
     from .export import update_metadata
     from .predictor import AgeGenderModel
@@ -76,8 +76,11 @@ def _calibrate(args) -> int:
         raise ModelError(f"{model.path}: calibrate an exported .onnx model (agegender export)")
     model.gender_temperature = None  # fit on the network's own probabilities, not a previous calibration's
     frame, source = _labelled_rows(args, "val")
-    predicted = evaluate_frame(model, frame)
-    table = fit_age_intervals(predicted["predicted_age"], predicted["age"], level=args.level)
+    predicted, distribution = evaluate_frame(model, frame, keep_distribution=True)
+    if distribution is not None:  # the model's own interval, conformalized
+        table = fit_distribution_widening(predicted["predicted_age"], distribution, predicted["age"], level=args.level)
+    else:
+        table = fit_age_intervals(predicted["predicted_age"], predicted["age"], level=args.level)
     temperature = fit_gender_temperature(predicted["female_probability"], predicted["gender"])
     update_metadata(model.path, {"test_time_flip": model.flip, "age_interval": table,
                                  "gender_temperature": temperature,

@@ -78,8 +78,9 @@ def breakdown_markdown(result: dict, title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def evaluate_frame(model, frame: pd.DataFrame) -> pd.DataFrame:
-    """`frame` with `predicted_age` and `female_probability` from `model` (unreadable images dropped)."""
+def evaluate_frame(model, frame: pd.DataFrame, keep_distribution: bool = False):
+    """`frame` with `predicted_age` and `female_probability` from `model` (unreadable images dropped); with
+    `keep_distribution`, also the faces' predicted age distributions (None for a model without one)."""
     from .images import load_crops
 
     pixels, readable = load_crops(frame["path"].tolist(), model.image_size)
@@ -88,7 +89,7 @@ def evaluate_frame(model, frame: pd.DataFrame) -> pd.DataFrame:
     frame = frame.assign(predicted_age=outputs["age"], female_probability=outputs["gender"])
     if "age_low" in outputs:
         frame = frame.assign(age_low=outputs["age_low"], age_high=outputs["age_high"])
-    return frame
+    return (frame, outputs.get("age_distribution")) if keep_distribution else frame
 
 
 def single_face_ms(model, crop: np.ndarray, repeats: int = 50) -> float:

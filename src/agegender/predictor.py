@@ -99,7 +99,8 @@ class AgeGenderModel:
         if self.gender_temperature:
             outputs["gender"] = scale_gender(outputs["gender"], self.gender_temperature)
         if self.age_interval:
-            outputs["age_low"], outputs["age_high"] = age_intervals(outputs["age"], self.age_interval)
+            outputs["age_low"], outputs["age_high"] = age_intervals(outputs["age"], self.age_interval,
+                                                                    outputs.get("age_distribution"))
         elif "age_distribution" in outputs:
             outputs["age_low"], outputs["age_high"] = distribution_intervals(outputs["age_distribution"])
         return outputs
