@@ -101,3 +101,15 @@ def test_a_second_stage_is_compared_with_all_of_the_run_it_continued(tmp_path):
     # against stage 1's best over all 4 epochs (93%, 4.8), not over its first 2 (85%, 5.5)
     assert ("| stage2 | stage1 | continues stage1, learning_rate=2e-05 | all (4 + 2) | 94.00% (+1.00 points) | "
             "4.70 (-0.10) |") in out.read_text()
+
+
+def test_the_data_effect_compares_the_best_run_on_each_amount_of_data(tmp_path):
+    from agegender.recipes import get_recipe
+
+    seed_a = get_recipe("seed-a").to_dict()
+    best = _fake_run(tmp_path / "a-best", "full", 15000, [0.90], [6.8], recipe=seed_a)
+    later = _fake_run(tmp_path / "a-later", "full", 15000, [0.88], [6.9], recipe=seed_a)  # listed last, not best
+    small = _fake_run(tmp_path / "a-5k", "5k", 4000, [0.86], [7.5], recipe=seed_a)
+    out = tmp_path / "c.md"
+    assert main(["compare", str(best), str(later), str(small), "--out", str(out)]) == 0
+    assert "Model A with 15,000 training images (a-best) reaches 90.00%" in out.read_text()

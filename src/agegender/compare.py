@@ -231,7 +231,13 @@ def _data_effect(runs: list[dict], summaries: dict) -> list[str]:
                             key=lambda run: run["config"]["train_images"])
         if len(same_model) < 2 or same_model[0]["config"]["train_images"] == same_model[-1]["config"]["train_images"]:
             continue
-        small, large = same_model[0], same_model[-1]
+        # the best run (validation gender accuracy) on the least and on the most data
+        def best_with(images: int) -> dict:
+            return max((run for run in same_model if run["config"]["train_images"] == images),
+                       key=lambda run: summaries[run["name"]]["best_val_gender_accuracy"])
+
+        small = best_with(same_model[0]["config"]["train_images"])
+        large = best_with(same_model[-1]["config"]["train_images"])
         s, l = summaries[small["name"]], summaries[large["name"]]
         lines.append(f"{model} with {large['config']['train_images']:,} training images ({large['name']}) reaches "
                      f"{l['best_val_gender_accuracy']:.2%} and {l['lowest_val_age_mae']:.2f} years; with "
