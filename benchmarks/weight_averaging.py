@@ -23,7 +23,7 @@ def main() -> None:
     import keras
 
     from agegender.data import load_split
-    from agegender.evaluate import evaluate_frame
+    from agegender.evaluate import breakdown, evaluate_frame
     from agegender.predictor import AgeGenderModel
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -41,12 +41,9 @@ def main() -> None:
             for names in itertools.combinations(weights, size):
                 network.set_weights([np.mean(arrays, axis=0) for arrays in zip(*(weights[n] for n in names))])
                 network.save(soup_path)
-                frame = evaluate_frame(AgeGenderModel(soup_path, flip=False), val)
-                report.append({
-                    "runs": list(names),
-                    "gender_accuracy": round(float(((frame["female_probability"] > 0.5) == (frame["gender"] == 1)).mean()), 4),
-                    "age_mae": round(float((frame["predicted_age"] - frame["age"]).abs().mean()), 3),
-                })
+                overall = breakdown(evaluate_frame(AgeGenderModel(soup_path, flip=False), val))["overall"]
+                report.append({"runs": list(names), "gender_accuracy": round(overall["gender_accuracy"], 4),
+                               "age_mae": round(overall["age_mae"], 3)})
                 print(json.dumps(report[-1]), flush=True)
 
 

@@ -20,22 +20,29 @@ EDGES = (10.0, 20.0, 40.0, 60.0)  # predicted-age brackets: 0-9, 10-19, 20-39, 4
 MIN_PER_BRACKET = 30  # fewer calibration faces than this in a bracket: use the offsets of all faces
 
 
+def _quantiles_per_bracket(predicted: np.ndarray, values: np.ndarray, quantiles: tuple[float, ...]
+                           ) -> tuple[list[list[float]], list[int]]:
+    """Each quantile of `values` per predicted-age bracket (all faces' where a bracket has too few), and the
+    faces per bracket."""
+    if len(predicted) < MIN_PER_BRACKET:
+        raise ValueError(f"calibration needs at least {MIN_PER_BRACKET} labelled faces, got {len(predicted)}")
+    brackets = np.digitize(predicted, EDGES)
+    per_quantile, counts = [[] for _ in quantiles], []
+    for bracket in range(len(EDGES) + 1):
+        chosen = values[brackets == bracket]
+        if len(chosen) < MIN_PER_BRACKET:
+            chosen = values
+        for column, quantile in zip(per_quantile, quantiles):
+            column.append(round(float(np.quantile(chosen, quantile)), 3))
+        counts.append(int((brackets == bracket).sum()))
+    return per_quantile, counts
+
+
 def fit_age_intervals(predicted: np.ndarray, true: np.ndarray, level: float = 0.8) -> dict:
     """Offsets per predicted-age bracket such that `level` of the calibration faces fall inside."""
     predicted, true = np.asarray(predicted, float), np.asarray(true, float)
-    if len(predicted) < MIN_PER_BRACKET:
-        raise ValueError(f"calibration needs at least {MIN_PER_BRACKET} labelled faces, got {len(predicted)}")
-    errors = true - predicted
     tail = (1 - level) / 2
-    brackets = np.digitize(predicted, EDGES)
-    low, high, counts = [], [], []
-    for bracket in range(len(EDGES) + 1):
-        chosen = errors[brackets == bracket]
-        if len(chosen) < MIN_PER_BRACKET:
-            chosen = errors
-        low.append(round(float(np.quantile(chosen, tail)), 3))
-        high.append(round(float(np.quantile(chosen, 1 - tail)), 3))
-        counts.append(int((brackets == bracket).sum()))
+    (low, high), counts = _quantiles_per_bracket(predicted, true - predicted, (tail, 1 - tail))
     return {"level": level, "edges": list(EDGES), "low": low, "high": high, "faces": counts}
 
 
@@ -44,18 +51,9 @@ def fit_distribution_widening(predicted: np.ndarray, distribution: np.ndarray, t
     """Years by which to widen (or, if negative, narrow) the distribution's own interval per predicted-age
     bracket, such that `level` of the calibration faces fall inside."""
     predicted, true = np.asarray(predicted, float), np.asarray(true, float)
-    if len(predicted) < MIN_PER_BRACKET:
-        raise ValueError(f"calibration needs at least {MIN_PER_BRACKET} labelled faces, got {len(predicted)}")
     low, high = distribution_intervals(distribution, level)
     outside = np.maximum(low - true, true - high)  # years outside the interval; negative when inside
-    brackets = np.digitize(predicted, EDGES)
-    widen, counts = [], []
-    for bracket in range(len(EDGES) + 1):
-        chosen = outside[brackets == bracket]
-        if len(chosen) < MIN_PER_BRACKET:
-            chosen = outside
-        widen.append(round(float(np.quantile(chosen, level)), 3))
-        counts.append(int((brackets == bracket).sum()))
+    (widen,), counts = _quantiles_per_bracket(predicted, outside, (level,))
     return {"level": level, "edges": list(EDGES), "widen_distribution": widen, "faces": counts}
 
 

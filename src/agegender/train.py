@@ -12,7 +12,6 @@ import shutil
 import signal
 import threading
 import time
-import warnings
 from pathlib import Path
 
 import keras
@@ -224,37 +223,31 @@ def _fit(recipe: Recipe, config: dict, out: Path, verbose, extra_callbacks: list
 
 
 def _load_start_weights(model: keras.Model, run: Path, recipe: Recipe) -> list[str]:
-    """Start `model` from `run`'s best checkpoint; returns the layers that start fresh instead.
+    """Start `model` from `run`'s best checkpoint, layer by layer; returns the layers that start fresh.
 
-    The network must be the same, with one exception: a run may change the kind of age output (regression
-    to distribution or back), and then only the age output layers start fresh, everything below them (the
-    backbone and both heads' hidden layers) takes the start weights.
+    Every layer with weights must find one of the same name and weight shapes in the checkpoint, and every
+    such layer of the checkpoint must be used. The one exception: a run may change the kind of age output
+    (regression to distribution or back), and then the age output layers start fresh while everything below
+    them (the backbone and both heads' hidden layers) takes the start weights.
     """
     checkpoint = run / BEST
     start_recipe = json.loads((run / CONFIG).read_text())["recipe"] if (run / CONFIG).is_file() else {}
-    if start_recipe.get("age_output", "regression") == recipe.age_output:
-        # Keras only warns when some layers find no weights in the file; a partial start is refused instead.
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", UserWarning)
-                model.load_weights(checkpoint)
-        except (ValueError, KeyError, UserWarning) as error:
-            raise StartWeightsError(f"cannot start from {checkpoint}: its network differs from this recipe's "
-                                    f"({error})") from None
-        return []
-    start = {layer.name: layer for layer in keras.models.load_model(checkpoint, compile=False).layers}
+    may_differ = () if start_recipe.get("age_output", "regression") == recipe.age_output else AGE_OUTPUT_LAYERS
+    start = {layer.name: layer for layer in keras.models.load_model(checkpoint, compile=False).layers if layer.weights}
     fresh = []
-    for layer in model.layers:
-        if not layer.weights:
-            continue
-        source = start.get(layer.name)
+    for layer in (layer for layer in model.layers if layer.weights):
+        source = start.pop(layer.name, None)
         if source is not None and [w.shape for w in source.weights] == [w.shape for w in layer.weights]:
             layer.set_weights(source.get_weights())
-        elif layer.name in AGE_OUTPUT_LAYERS:
+        elif layer.name in may_differ:
             fresh.append(layer.name)
         else:
             raise StartWeightsError(f"cannot start from {checkpoint}: its network differs from this recipe's "
-                                    f"beyond the age output (layer {layer.name!r})")
+                                    f"(layer {layer.name!r})")
+    unused = [name for name in start if name not in may_differ]
+    if unused:
+        raise StartWeightsError(f"cannot start from {checkpoint}: its network differs from this recipe's "
+                                f"(layers {unused} have no counterpart here)")
     return fresh
 
 
