@@ -71,9 +71,13 @@ def test_flip_averages_each_face_with_its_own_mirror_image(tiny_onnx):
                 for name in ("age", "gender")}
     # A batch size that splits the faces and their mirror images across runs must not mix them up.
     flipped = AgeGenderModel(tiny_onnx, flip=True).predict_outputs(pixels, batch_size=2)
+    def scale(name, values):  # the mirror's effect on gender shows on the logit scale: the tiny model's
+        # probabilities on noise can saturate near 1 (0.9999986 against 0.9999991 in one CI run)
+        return np.log(values / (1 - values)) if name == "gender" else values
+
     for name, values in expected.items():
         np.testing.assert_allclose(flipped[name], values, rtol=1e-5, atol=1e-5)
-        assert not np.allclose(values, plain.predict_outputs(pixels)[name])
+        assert not np.allclose(scale(name, values), scale(name, plain.predict_outputs(pixels)[name]))
 
 
 def _bad_inputs(tmp_path):
