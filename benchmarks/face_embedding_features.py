@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -25,39 +23,12 @@ from agegender.data import protocol_split, read_dataset
 from agegender.evaluate import evaluate_frame
 from agegender.predictor import AgeGenderModel
 from agegender.recipes import Recipe
-
-# A UTKFace chip is dlib's get_face_chip at 200 px with padding 0.2, so the face's landmark box is its
-# central 200 / 1.4 px: the landmarks are found inside that box, as they would be in a detected photo.
-CHIP_FACE_BOX = (29, 29, 171, 171)
-_models = {}
-
-
-def _embed(paths: list[str]) -> tuple[np.ndarray, float]:
-    import dlib
-    import face_recognition_models
-    from PIL import Image
-
-    if not _models:
-        _models["landmarks"] = dlib.shape_predictor(face_recognition_models.pose_predictor_model_location())
-        _models["net"] = dlib.face_recognition_model_v1(face_recognition_models.face_recognition_model_location())
-    box, out = dlib.rectangle(*CHIP_FACE_BOX), np.zeros((len(paths), 128), np.float32)
-    start = time.perf_counter()
-    for row, path in enumerate(paths):
-        rgb = np.asarray(Image.open(path).convert("RGB"))
-        out[row] = np.asarray(_models["net"].compute_face_descriptor(rgb, _models["landmarks"](rgb, box)))
-    return out, (time.perf_counter() - start) / max(1, len(paths))
-
+from agegender.teacher import embed_chips, load_teacher_embeddings, write_teacher_embeddings
 
 def embeddings(paths: list[str], cache: Path, workers: int) -> np.ndarray:
-    if cache.is_file():
-        stored = np.load(cache, allow_pickle=False)
-        if stored["paths"].tolist() == paths:
-            return stored["embeddings"]
-    chunks = [paths[i:i + 500] for i in range(0, len(paths), 500)]
-    with ProcessPoolExecutor(workers) as pool:
-        vectors = np.concatenate([part[0] for part in pool.map(_embed, chunks)])
-    np.savez(cache, paths=np.array(paths), embeddings=vectors)
-    return vectors
+    if not cache.is_file():  # the cache is `agegender teacher`'s file
+        write_teacher_embeddings(paths, cache, workers)
+    return load_teacher_embeddings(cache, paths)
 
 
 def with_bias(x: np.ndarray) -> np.ndarray:
@@ -133,7 +104,7 @@ def main() -> None:
                                                   age_error, rng)
     report = {
         "validation_faces": int(val.sum()),
-        "embedding_ms_per_face": round(1000 * _embed(split.loc[val, "path"].tolist()[:50])[1], 1),  # one process
+        "embedding_ms_per_face": round(1000 * embed_chips(split.loc[val, "path"].tolist()[:50])[1], 1),  # one process
         "embedding_alone": {"gender_accuracy": round(1 - wrong(embedding_logit), 4),
                             "age_mae": round(age_error(embedding_age), 3)},
         "model_alone": {"gender_accuracy": round(1 - wrong(model_logit), 4), "age_mae": round(age_error(model_age), 3)},

@@ -120,6 +120,15 @@ def _calibration_images(args, count: int = 256) -> list[str]:
     return pd.Series(paths).sample(min(count, len(paths)), random_state=0).tolist()
 
 
+def _teacher(args) -> int:
+    from .data import read_dataset
+    from .teacher import write_teacher_embeddings
+
+    paths = read_dataset(args.data)["path"].tolist()
+    print(f"wrote {write_teacher_embeddings(paths, args.out, args.workers)} ({len(paths)} faces)")
+    return 0
+
+
 def _compare(args) -> int:
     from .compare import compare
 
@@ -218,7 +227,7 @@ def parser() -> argparse.ArgumentParser:
                             "--set loss_weights.age=0.01 (repeatable; recorded)")
     train.add_argument("--backbone-weights", help="Xception weights: a local .weights.h5 file or 'imagenet'")
     train.add_argument("--init-from", metavar="RUN", help="start from this run's best checkpoint (same split "
-                       "and network required; only a changed age_output starts its age output layers fresh), e.g. "
+                       "and network required; only a changed age_output or teacher starts those output layers fresh), e.g. "
                        "to fine-tune the whole backbone after a first stage")
     train.set_defaults(run=_train)
 
@@ -269,6 +278,13 @@ def parser() -> argparse.ArgumentParser:
                              "faster); check the loss with agegender evaluate")
     export.add_argument("--calibration-data", help="images for --int8 static (default: the run's training images)")
     export.set_defaults(run=_export)
+
+    teacher = commands.add_parser("teacher", help="dlib face-recognition embeddings of a dataset's face chips, "
+                                  "for distillation (--set teacher_embeddings=FILE in train)")
+    teacher.add_argument("--data", required=True, help="labelled data (as for train): every image is embedded")
+    teacher.add_argument("--out", required=True, help="the .npz file to write")
+    teacher.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes (default: one a core)")
+    teacher.set_defaults(run=_teacher)
 
     compare = commands.add_parser("compare", help="learning curves and a table comparing finished runs")
     compare.add_argument("runs", nargs="+", help="run folders")

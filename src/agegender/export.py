@@ -10,6 +10,7 @@ import keras
 import numpy as np
 
 from .images import load_crops
+from .models import EMBEDDING
 from .predictor import resolve_model_path
 
 
@@ -24,6 +25,10 @@ def _constant_normalization(layer):
 
 
 def exportable(model: keras.Model) -> keras.Model:
+    """`model` as prediction needs it: constant normalisation, and without a distillation output."""
+    if EMBEDDING in model.output_names:
+        outputs = {name: tensor for name, tensor in zip(model.output_names, model.outputs) if name != EMBEDDING}
+        model = keras.Model(model.input, outputs, name=model.name)
     if not any(isinstance(layer, keras.layers.Normalization) for layer in model.layers):
         return model
     clone = keras.models.clone_model(model, clone_function=_constant_normalization)

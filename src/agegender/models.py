@@ -8,6 +8,7 @@ import keras
 import numpy as np
 from keras import layers, regularizers
 
+from . import teacher
 from .recipes import Recipe
 
 
@@ -39,20 +40,26 @@ def _head(x, units: int, dropout: float, l2: float, name: str, batchnorm: bool):
 
 AGES = 101  # the age distribution's classes: 0 to 100 years
 AGE_OUTPUT_LAYERS = ("age", "age_distribution")  # the layers that differ between the two kinds of age output
+EMBEDDING = "embedding"  # the distillation output (teacher.py): trained, never exported
 
 
-def _outputs(recipe: Recipe, gender_features, age_features):
+def _outputs(recipe: Recipe, gender_features, age_features, shared_features):
     # float32 outputs keep the losses exact under bfloat16 mixed precision.
-    gender = layers.Dense(1, activation="sigmoid", dtype="float32", name="gender")(gender_features)
+    outputs = {"gender": layers.Dense(1, activation="sigmoid", dtype="float32", name="gender")(gender_features)}
     if recipe.age_output == "regression":
-        return {"gender": gender, "age": layers.Dense(1, activation="relu", dtype="float32", name="age")(age_features)}
-    if recipe.age_output != "distribution":
+        outputs["age"] = layers.Dense(1, activation="relu", dtype="float32", name="age")(age_features)
+    elif recipe.age_output == "distribution":
+        distribution = layers.Dense(AGES, activation="softmax", dtype="float32", name="age_distribution")(age_features)
+        # The expected age: a fixed dot product with 0..100, a plain layer so that it exports to ONNX.
+        expected = layers.Dense(1, use_bias=False, trainable=False, dtype="float32", name="age",
+                                kernel_initializer=keras.initializers.Constant(np.arange(AGES).reshape(-1, 1)))
+        outputs.update(age=expected(distribution), age_distribution=distribution)
+    else:
         raise ValueError(f"unknown age output {recipe.age_output!r}")
-    distribution = layers.Dense(AGES, activation="softmax", dtype="float32", name="age_distribution")(age_features)
-    # The expected age: a fixed dot product with 0..100, a plain layer so that it exports to ONNX.
-    expected = layers.Dense(1, use_bias=False, trainable=False, dtype="float32", name="age",
-                            kernel_initializer=keras.initializers.Constant(np.arange(AGES).reshape(-1, 1)))
-    return {"gender": gender, "age": expected(distribution), "age_distribution": distribution}
+    if recipe.teacher_embeddings:
+        # Linear from the features both heads share, so that those features must carry the teacher's.
+        outputs[EMBEDDING] = layers.Dense(teacher.DIMENSIONS, dtype="float32", name=EMBEDDING)(shared_features)
+    return outputs
 
 
 def build_report_cnn(recipe: Recipe, mean=None, variance=None) -> keras.Model:
@@ -68,7 +75,7 @@ def build_report_cnn(recipe: Recipe, mean=None, variance=None) -> keras.Model:
     x = layers.Flatten(name="flatten")(x)
     gender = _head(x, 256, 0.4, 0.0, "gender_head", batchnorm=True)
     age = _head(x, 512, 0.4, 0.006, "age_head", batchnorm=True)
-    return keras.Model(inputs, _outputs(recipe, gender, age), name=recipe.name)
+    return keras.Model(inputs, _outputs(recipe, gender, age, x), name=recipe.name)
 
 
 def xception_backbone(image_size: int, weights: str | None) -> keras.Model:
@@ -107,11 +114,11 @@ def build_xception(recipe: Recipe, backbone_weights: str | None = None, mean=Non
             if isinstance(layer, layers.BatchNormalization):
                 layer.trainable = False
     x = base(x)
-    x = layers.GlobalAveragePooling2D(name="pool")(x)
-    x = layers.Dropout(0.3, name="pool_dropout")(x)
+    pooled = layers.GlobalAveragePooling2D(name="pool")(x)
+    x = layers.Dropout(0.3, name="pool_dropout")(pooled)
     gender = _head(x, 256, 0.2, 0.002, "gender_head", batchnorm=False)
     age = _head(x, 256, 0.3, 0.004, "age_head", batchnorm=False)
-    return keras.Model(inputs, _outputs(recipe, gender, age), name=recipe.name)
+    return keras.Model(inputs, _outputs(recipe, gender, age, pooled), name=recipe.name)
 
 
 def build_model(recipe: Recipe, backbone_weights: str | None = None, mean=None, variance=None) -> keras.Model:
@@ -140,6 +147,8 @@ def compile_model(model: keras.Model, recipe: Recipe, steps_per_epoch: int = 1) 
     loss = {"gender": "binary_crossentropy", "age": "mse"}
     if recipe.age_output == "distribution":
         loss.update(age="mae", age_distribution="kl_divergence")
+    if recipe.teacher_embeddings:
+        loss[EMBEDDING] = "cosine_similarity"  # the direction of dlib's embedding is what it compares faces by
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate(recipe, steps_per_epoch)),
         loss=loss,

@@ -42,14 +42,16 @@ def age_distribution_targets(ages: np.ndarray, sigma: float, classes: int = 101)
 
 def make_dataset(pixels: np.ndarray, ages: np.ndarray, genders: np.ndarray, batch_size: int,
                  recipe: Recipe | None = None, training: bool = False, seed: int = 0,
-                 age_sigma: float | None = None) -> tf.data.Dataset:
-    """Batches of (float32 pixels 0-255, {"gender", "age"}, and "age_distribution" when `age_sigma` is given);
-    shuffled and augmented only when training."""
+                 age_sigma: float | None = None, embeddings: np.ndarray | None = None) -> tf.data.Dataset:
+    """Batches of (float32 pixels 0-255, {"gender", "age"}, "age_distribution" when `age_sigma` is given and
+    "embedding" when teacher `embeddings` are); shuffled and augmented only when training."""
     images = tf.constant(pixels)
     targets = {"gender": tf.constant(genders.reshape(-1, 1), tf.float32),
                "age": tf.constant(ages.reshape(-1, 1), tf.float32)}
     if age_sigma:
         targets["age_distribution"] = tf.constant(age_distribution_targets(ages, age_sigma))
+    if embeddings is not None:
+        targets["embedding"] = tf.constant(embeddings, tf.float32)
     indices = tf.data.Dataset.range(len(pixels))
     if training:
         indices = indices.shuffle(len(pixels), seed=seed, reshuffle_each_iteration=True)

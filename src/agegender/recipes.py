@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 # full: 80:20 of every image; 5k: a fixed 5,000-image subset split 4,000/1,000; holdout: full with its
 # validation part cut in two, half kept as a test split for final figures only.
 PROTOCOLS = ("full", "5k", "holdout")
+LOSS_OUTPUTS = ("gender", "age", "age_distribution", "embedding")  # the outputs a loss weight can name
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,10 @@ class Recipe:
     # an L1 loss on it: label distribution learning, DLDL-v2).
     age_output: str = "regression"
     age_sigma: float = 2.0         # years: the width of the Gaussian target of "distribution"
+    # Feature distillation (teacher.py): an .npz of dlib face-recognition embeddings of the training and
+    # validation images; when set, an extra output "embedding" learns to reproduce them (cosine loss,
+    # weight loss_weights.embedding) and the ONNX export leaves it out.
+    teacher_embeddings: str = ""
     loss_weights: dict = field(default_factory=lambda: {"gender": 1.0, "age": 1.0})
     seed: int = 1337
     # XLA-compile the training step: Model A trains about 15% faster with it on 2 CPU cores, but Xception
@@ -90,8 +95,8 @@ class Recipe:
             key, equals, value = text.partition("=")
             field_name, dot, output = key.partition(".")
             if dot and field_name == "loss_weights":
-                if output not in ("gender", "age", "age_distribution"):
-                    raise ValueError(f"--set {text!r}: the outputs are gender, age and age_distribution")
+                if output not in LOSS_OUTPUTS:
+                    raise ValueError(f"--set {text!r}: the outputs are {', '.join(LOSS_OUTPUTS)}")
                 try:
                     weight = float(value)
                 except ValueError:

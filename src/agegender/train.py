@@ -21,9 +21,10 @@ import pandas as pd
 from . import data
 from .evaluate import breakdown, history_summary, plot_history, write_evaluation
 from .images import load_crops
-from .models import AGE_OUTPUT_LAYERS, build_model, compile_model
+from .models import AGE_OUTPUT_LAYERS, EMBEDDING, build_model, compile_model
 from .pipeline import channel_statistics, make_dataset
 from .recipes import Recipe
+from .teacher import load_teacher_embeddings
 
 
 class RunError(ValueError):
@@ -60,6 +61,8 @@ def _prepare(recipe: Recipe, data_source: str, out: Path, overrides: dict, backb
     split = data.protocol_split(frame, recipe.protocol, recipe.seed)
     if init_from is not None:
         _check_same_split(init_from, split)
+    if recipe.teacher_embeddings:  # refused now rather than after a half-made run folder
+        load_teacher_embeddings(recipe.teacher_embeddings, split.loc[split["split"] != "test", "path"].tolist())
     out.mkdir(parents=True, exist_ok=True)
     data.save_split(split, out / SPLIT)
     config = {
@@ -184,10 +187,12 @@ def _fit(recipe: Recipe, config: dict, out: Path, verbose, extra_callbacks: list
         (out / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
     compile_model(model, recipe, steps_per_epoch=-(-len(train_pixels) // recipe.batch_size))
     sigma = recipe.age_sigma if recipe.age_output == "distribution" else None
+    train_teacher, val_teacher = _teacher_targets(recipe, train_rows, val_rows)
     train_data = make_dataset(train_pixels, train_rows["age"].to_numpy(), train_rows["gender"].to_numpy(),
-                              recipe.batch_size, recipe, training=True, seed=recipe.seed, age_sigma=sigma)
+                              recipe.batch_size, recipe, training=True, seed=recipe.seed, age_sigma=sigma,
+                              embeddings=train_teacher)
     val_data = make_dataset(val_pixels, val_rows["age"].to_numpy(), val_rows["gender"].to_numpy(), recipe.batch_size,
-                            age_sigma=sigma)
+                            age_sigma=sigma, embeddings=val_teacher)
 
     # History rows past the last backed-up epoch belong to an epoch that will be run again.
     history_path = out / HISTORY
@@ -222,17 +227,34 @@ def _fit(recipe: Recipe, config: dict, out: Path, verbose, extra_callbacks: list
     return finalize(out, config, recipe, val_rows, val_pixels)
 
 
+def _teacher_targets(recipe: Recipe, train_rows: pd.DataFrame, val_rows: pd.DataFrame):
+    """The distillation targets of the training and validation images, or (None, None) without a teacher.
+
+    Centred on the training images' mean: dlib's embeddings share one large direction (every face's cosine
+    with the mean is about 0.91 on UTKFace), so uncentred, a constant output would already score well.
+    """
+    if not recipe.teacher_embeddings:
+        return None, None
+    train, val = (load_teacher_embeddings(recipe.teacher_embeddings, rows["path"].tolist())
+                  for rows in (train_rows, val_rows))
+    centre = train.mean(axis=0)
+    return train - centre, val - centre
+
+
 def _load_start_weights(model: keras.Model, run: Path, recipe: Recipe) -> list[str]:
     """Start `model` from `run`'s best checkpoint, layer by layer; returns the layers that start fresh.
 
     Every layer with weights must find one of the same name and weight shapes in the checkpoint, and every
     such layer of the checkpoint must be used. The one exception: a run may change the kind of age output
     (regression to distribution or back), and then the age output layers start fresh while everything below
-    them (the backbone and both heads' hidden layers) takes the start weights.
+    them (the backbone and both heads' hidden layers) takes the start weights; likewise the distillation
+    output when one run has a teacher and the other none.
     """
     checkpoint = run / BEST
     start_recipe = json.loads((run / CONFIG).read_text())["recipe"] if (run / CONFIG).is_file() else {}
     may_differ = () if start_recipe.get("age_output", "regression") == recipe.age_output else AGE_OUTPUT_LAYERS
+    if bool(start_recipe.get("teacher_embeddings")) != bool(recipe.teacher_embeddings):
+        may_differ += (EMBEDDING,)
     start = {layer.name: layer for layer in keras.models.load_model(checkpoint, compile=False).layers if layer.weights}
     fresh = []
     for layer in (layer for layer in model.layers if layer.weights):
