@@ -1,10 +1,11 @@
 """Do dlib's face-recognition embeddings add anything to a model's age and gender estimates?
 
     python benchmarks/face_embedding_features.py MODEL --data ../shared/datasets/utkface \
-        --cache embeddings.npz [--workers 2]
+        --cache teacher.npz [--workers 2]
 
 dlib's ResNet (`face-recognition-models`, already a dependency for its landmarks) maps a face to 128
-numbers. They are computed for the holdout train and validation images (never the test part) and cached.
+numbers (agegender.teacher). They are computed for the holdout train and validation images (never the test
+part) and cached; a file from `agegender teacher` that covers them serves as the cache.
 On them a linear model is fitted on train (ridge regression for age, L2 logistic regression for gender) and
 read on validation, alone and blended with MODEL's outputs (the gender log-odds and the ages averaged with
 one weight). The weight is cross-fitted: the validation groups are cut in two halves, each half is scored
