@@ -227,8 +227,8 @@ def parser() -> argparse.ArgumentParser:
                             "--set loss_weights.age=0.01 (repeatable; recorded)")
     train.add_argument("--backbone-weights", help="Xception weights: a local .weights.h5 file or 'imagenet'")
     train.add_argument("--init-from", metavar="RUN", help="start from this run's best checkpoint (same split "
-                       "and network required; only a changed age_output or teacher starts those output layers fresh), e.g. "
-                       "to fine-tune the whole backbone after a first stage")
+                       "and network required; only a changed age_output or teacher starts those output layers "
+                       "fresh), e.g. to fine-tune the whole backbone after a first stage")
     train.set_defaults(run=_train)
 
     def add_rows_arguments(command, default_split: str) -> None:
