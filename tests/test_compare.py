@@ -103,6 +103,25 @@ def test_a_second_stage_is_compared_with_all_of_the_run_it_continued(tmp_path):
             "4.70 (-0.10) |") in out.read_text()
 
 
+def test_a_run_from_scratch_is_compared_with_a_run_from_scratch_not_with_a_later_second_stage(tmp_path):
+    from agegender.recipes import get_recipe
+
+    xception = get_recipe("xception").to_dict()
+    first = _fake_run(tmp_path / "stage1", "holdout", 15000, [0.80, 0.85, 0.90], [6.0, 5.5, 5.0], recipe=xception)
+    second = _fake_run(tmp_path / "stage2", "holdout", 15000, [0.92], [4.9],
+                       recipe={**xception, "learning_rate": 2e-05})
+    config = json.loads((second / "config.json").read_text())
+    (second / "config.json").write_text(json.dumps({**config, "init_from": str(first)}))
+    # From scratch again: by settings it is one change from stage2 and two from stage1, but stage2 began from
+    # stage1's checkpoint, so only stage1 is a fair baseline.
+    other = _fake_run(tmp_path / "other", "holdout", 15000, [0.79, 0.84, 0.89], [6.1, 5.6, 5.1],
+                      recipe={**xception, "learning_rate": 2e-05, "color_jitter": 0.2})
+    out = tmp_path / "compare.md"
+    assert main(["compare", str(first), str(second), str(other), "--out", str(out)]) == 0
+    assert ("| other | stage1 | learning_rate=2e-05, color_jitter=0.2 | 3 | 89.00% (-1.00 points) | 5.10 (+0.10) |"
+            in out.read_text())
+
+
 def test_the_data_effect_compares_the_best_run_on_each_amount_of_data(tmp_path):
     from agegender.recipes import get_recipe
 

@@ -147,8 +147,12 @@ def ablation_table(runs: list[dict]) -> list[str]:
             epochs = f"all ({len(base['history'])} + {len(run['history'])})"
             (base_acc, base_mae), (acc, mae) = _within(base, None), _within(run, None)
         else:
-            # On a tie the latest: runs are listed in the order they built on each other.
-            base = min(reversed(earlier), key=lambda other: len(_changes(run, other)))
+            # A run from scratch is compared with runs from scratch: a second stage began elsewhere, so its
+            # epochs and figures are not comparable. On a tie the latest (runs are listed in the order they
+            # built on each other).
+            fresh = [other for other in earlier if not other["config"].get("init_from")]
+            base = min(reversed(fresh if started_from == "" and fresh else earlier),
+                       key=lambda other: len(_changes(run, other)))
             changes = _changes(run, base)
             epochs = min(len(run["history"]), len(base["history"]))
             (base_acc, base_mae), (acc, mae) = _within(base, epochs), _within(run, epochs)
