@@ -15,16 +15,19 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DataError
+from .faces import CHIP_PADDING, CHIP_SIZE
 
 DIMENSIONS = 128
-# A UTKFace chip is dlib's get_face_chip at 200 px with padding 0.2, so the face's landmark box is its
-# central 200 / 1.4 px: the landmarks are found inside that box, as they would be in a detected photo.
-CHIP_FACE_BOX = (29, 29, 171, 171)
+# A UTKFace chip is dlib's get_face_chip at CHIP_SIZE px with padding CHIP_PADDING on each side, so the face's
+# landmark box is its central CHIP_SIZE / (1 + 2 x padding) px (29-171 of 200): the landmarks are found inside
+# that box, as they would be in a detected photo.
+_MARGIN = round(CHIP_SIZE * CHIP_PADDING / (1 + 2 * CHIP_PADDING))
+CHIP_FACE_BOX = (_MARGIN, _MARGIN, CHIP_SIZE - _MARGIN, CHIP_SIZE - _MARGIN)
 _models = {}
 
 
 def embed_chips(paths: list[str]) -> tuple[np.ndarray, float]:
-    """The embedding of each 200 px face chip (zeros for an unreadable one) and the seconds per face."""
+    """The embedding of each face chip (zeros for an unreadable one) and the seconds per face."""
     import dlib
     import face_recognition_models
     from PIL import Image
@@ -36,7 +39,7 @@ def embed_chips(paths: list[str]) -> tuple[np.ndarray, float]:
     start = time.perf_counter()
     for row, path in enumerate(paths):
         try:
-            rgb = np.asarray(Image.open(path).convert("RGB").resize((200, 200)))
+            rgb = np.asarray(Image.open(path).convert("RGB").resize((CHIP_SIZE, CHIP_SIZE)))
         except OSError:
             continue
         out[row] = np.asarray(_models["net"].compute_face_descriptor(rgb, _models["landmarks"](rgb, box)))
