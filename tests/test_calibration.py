@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from agegender.calibration import (age_intervals, distribution_intervals, fit_age_intervals,
-                                   fit_distribution_widening, fit_gender_temperature, gender_reliability, scale_gender)
+                                   fit_distribution_widening, fit_gender_temperature, gender_reliability,
+                                   own_intervals, scale_gender)
 from agegender.pipeline import age_distribution_targets
 
 
@@ -39,6 +40,18 @@ def test_an_overconfident_distribution_is_widened_to_the_asked_share_and_stays_a
     assert (high - low)[young].mean() < (high - low)[~young].mean()  # still narrower where the model is surer
     with pytest.raises(ValueError, match="did not output"):
         age_intervals(centre, table)
+
+
+def test_an_interval_beside_a_regression_age_always_holds_that_age():
+    distribution = age_distribution_targets(np.array([30.0, 30.0, 30.0]), sigma=5.0)  # own 80%: 24-36
+    low, high = own_intervals(np.array([30.0, 20.0, 41.5]), distribution)
+    assert low.tolist() == [24, 20, 24] and high.tolist() == [36, 36, 41.5]
+    rng = np.random.default_rng(0)
+    predicted = rng.uniform(20, 60, 400)
+    distribution = age_distribution_targets(np.round(predicted + 8), sigma=3.0)  # centred 8 years off the age
+    table = fit_distribution_widening(predicted, distribution, predicted + rng.normal(0, 3, 400))
+    low, high = age_intervals(predicted, table, distribution)
+    assert (low <= predicted).all() and (predicted <= high).all()
 
 
 def test_too_few_calibration_faces_is_an_error():

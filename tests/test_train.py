@@ -107,6 +107,26 @@ def test_a_warm_start_may_change_the_kind_of_age_output_and_keeps_everything_bel
     assert after.get_layer("age_distribution").units == 101
 
 
+def test_a_distribution_beside_the_regression_starts_fresh_alone_and_leaves_the_age_to_the_regression(
+        tmp_path, trained_run, utk_folder):
+    from agegender.predictor import AgeGenderModel
+
+    still = TINY.with_overrides(learning_rate=0.0, age_output="regression_with_distribution")
+    out = tmp_path / "beside"
+    train(still, str(utk_folder), out, overrides={"epochs": 1}, verbose=0, init_from=trained_run)
+    assert json.loads((out / "config.json").read_text())["fresh_layers"] == ["age_distribution"]
+    start = keras.models.load_model(trained_run / "best.keras", compile=False)
+    after = keras.models.load_model(out / "best.keras", compile=False)
+    for a, b in zip(after.get_layer("age").weights, start.get_layer("age").weights):  # the regression kept
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
+    pixels = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
+    outputs = AgeGenderModel(out / "best.keras").predict_outputs(pixels)
+    assert outputs["age_distribution"].shape == (4, 101)
+    # the age is the regression's, not the (untrained) distribution's mean
+    assert np.abs(outputs["age"] - outputs["age_distribution"] @ np.arange(101)).min() > 1
+    assert (outputs["age_low"] <= outputs["age"]).all() and (outputs["age"] <= outputs["age_high"]).all()
+
+
 def test_a_resumed_second_stage_no_longer_needs_the_checkpoint_it_started_from(tmp_path, trained_run, utk_folder):
     import shutil
 

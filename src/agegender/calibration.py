@@ -4,8 +4,8 @@ Age intervals are split-conformal: on a calibration split (never the test split)
 model (true age - predicted age) are collected per predicted-age bracket, and their 10th and 90th
 percentiles become the interval's offsets. A model that regresses age with MSE gives no distribution of its
 own; these offsets are measured, so that "80% interval" means 80% of real faces, per age range. A model
-that predicts an age distribution has its own interval (the distribution's central 80%), which widens where
-the model is unsure; it is kept and only widened or narrowed by a measured number of years per bracket, so
+that predicts an age distribution has its own interval (the distribution's central 80%, stretched to hold
+the predicted age), which widens where the model is unsure; it is kept and only widened or narrowed by a measured number of years per bracket, so
 that it too holds 80% of the calibration faces (conformalized quantile regression, Romano et al. 2019).
 
 Gender probabilities are recalibrated by temperature scaling (Guo et al., 2017): one number T, fitted on the
@@ -51,7 +51,7 @@ def fit_distribution_widening(predicted: np.ndarray, distribution: np.ndarray, t
     """Years by which to widen (or, if negative, narrow) the distribution's own interval per predicted-age
     bracket, such that `level` of the calibration faces fall inside."""
     predicted, true = np.asarray(predicted, float), np.asarray(true, float)
-    low, high = distribution_intervals(distribution, level)
+    low, high = own_intervals(predicted, distribution, level)
     outside = np.maximum(low - true, true - high)  # years outside the interval; negative when inside
     (widen,), counts = _quantiles_per_bracket(predicted, outside, (level,))
     return {"level": level, "edges": list(EDGES), "widen_distribution": widen, "faces": counts}
@@ -66,13 +66,22 @@ def age_intervals(predicted: np.ndarray, table: dict, distribution: np.ndarray |
     if "widen_distribution" in table:
         if distribution is None:
             raise ValueError("this age interval widens the model's age distribution, which it did not output")
-        low, high = distribution_intervals(distribution, table["level"])
+        low, high = own_intervals(predicted, distribution, table["level"])
         widen = np.asarray(table["widen_distribution"])[brackets]
         low, high = low - widen, high + widen
     else:
         low = predicted + np.asarray(table["low"])[brackets]
         high = predicted + np.asarray(table["high"])[brackets]
     return np.maximum(low, 0.0), np.maximum(high, 0.0)
+
+
+def own_intervals(predicted: np.ndarray, distribution: np.ndarray, level: float = 0.8
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """The distribution's central `level` interval, stretched to hold the predicted age: a regression age
+    beside the distribution (age output "regression_with_distribution") may fall outside it."""
+    low, high = distribution_intervals(distribution, level)
+    predicted = np.asarray(predicted, float)
+    return np.minimum(low, predicted), np.maximum(high, predicted)
 
 
 def distribution_intervals(distribution: np.ndarray, level: float = 0.8) -> tuple[np.ndarray, np.ndarray]:

@@ -46,8 +46,11 @@ EMBEDDING = "embedding"  # the distillation output (teacher.py): trained, never 
 def _outputs(recipe: Recipe, gender_features, age_features, shared_features):
     # float32 outputs keep the losses exact under bfloat16 mixed precision.
     outputs = {"gender": layers.Dense(1, activation="sigmoid", dtype="float32", name="gender")(gender_features)}
-    if recipe.age_output == "regression":
+    if recipe.age_output in ("regression", "regression_with_distribution"):
         outputs["age"] = layers.Dense(1, activation="relu", dtype="float32", name="age")(age_features)
+        if recipe.age_output == "regression_with_distribution":  # beside the age, for its interval only
+            outputs["age_distribution"] = layers.Dense(AGES, activation="softmax", dtype="float32",
+                                                       name="age_distribution")(age_features)
     elif recipe.age_output == "distribution":
         distribution = layers.Dense(AGES, activation="softmax", dtype="float32", name="age_distribution")(age_features)
         # The expected age: a fixed dot product with 0..100, a plain layer so that it exports to ONNX.
@@ -147,6 +150,8 @@ def compile_model(model: keras.Model, recipe: Recipe, steps_per_epoch: int = 1) 
     loss = {"gender": "binary_crossentropy", "age": "mse"}
     if recipe.age_output == "distribution":
         loss.update(age="mae", age_distribution="kl_divergence")
+    elif recipe.age_output == "regression_with_distribution":
+        loss.update(age_distribution="kl_divergence")
     if recipe.teacher_embeddings:
         loss[EMBEDDING] = "cosine_similarity"  # the direction of dlib's embedding is what it compares faces by
     model.compile(

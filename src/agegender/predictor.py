@@ -87,7 +87,7 @@ class AgeGenderModel:
     def predict_outputs(self, pixels: np.ndarray, batch_size: int = 64) -> dict[str, np.ndarray]:
         """`age` and `gender` (female probability) per face, `age_distribution` if the model has one, and
         `age_low`/`age_high` (an 80% interval) when the model carries a calibration or a distribution."""
-        from .calibration import age_intervals, distribution_intervals, scale_gender
+        from .calibration import age_intervals, own_intervals, scale_gender
 
         if self.flip:
             # Face and mirror image in one run: a batch of two costs less than two runs of one.
@@ -102,7 +102,7 @@ class AgeGenderModel:
             outputs["age_low"], outputs["age_high"] = age_intervals(outputs["age"], self.age_interval,
                                                                     outputs.get("age_distribution"))
         elif "age_distribution" in outputs:
-            outputs["age_low"], outputs["age_high"] = distribution_intervals(outputs["age_distribution"])
+            outputs["age_low"], outputs["age_high"] = own_intervals(outputs["age"], outputs["age_distribution"])
         return outputs
 
     def _run(self, pixels: np.ndarray, batch_size: int) -> dict[str, np.ndarray]:

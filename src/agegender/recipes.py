@@ -48,9 +48,10 @@ class Recipe:
     backbone_batchnorm_inference: bool = False
     # Age output: "regression" (one number, MSE: the report's) or "distribution" (a softmax over ages 0-100
     # trained towards a Gaussian around the true age, KL divergence, with the expected value as the age and
-    # an L1 loss on it: label distribution learning, DLDL-v2).
+    # an L1 loss on it: label distribution learning, DLDL-v2), or "regression_with_distribution" (the
+    # regression's age, with such a distribution beside it on the same features, used only for the interval).
     age_output: str = "regression"
-    age_sigma: float = 2.0         # years: the width of the Gaussian target of "distribution"
+    age_sigma: float = 2.0         # years: the width of the Gaussian target of a distribution
     # Feature distillation (teacher.py): an .npz of dlib face-recognition embeddings of the training and
     # validation images; when set, an extra output "embedding" learns to reproduce them (cosine loss,
     # weight loss_weights.embedding) and the ONNX export leaves it out.
