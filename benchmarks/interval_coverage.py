@@ -30,12 +30,12 @@ def cross_fitted_intervals(frame: pd.DataFrame, distribution, rng: np.random.Gen
     predicted, true = frame["predicted_age"].to_numpy(), frame["age"].to_numpy()
     low, high = np.empty_like(predicted), np.empty_like(predicted)
     for fitted_on, applied_to in ((half, ~half), (~half, half)):
-        own = distribution[applied_to] if distribution is not None else None
-        if distribution is not None:
-            table = fit_distribution_widening(predicted[fitted_on], distribution[fitted_on], true[fitted_on], level)
-        else:
+        if distribution is None:
             table = fit_age_intervals(predicted[fitted_on], true[fitted_on], level)
-        low[applied_to], high[applied_to] = age_intervals(predicted[applied_to], table, own)
+            low[applied_to], high[applied_to] = age_intervals(predicted[applied_to], table)
+        else:
+            table = fit_distribution_widening(predicted[fitted_on], distribution[fitted_on], true[fitted_on], level)
+            low[applied_to], high[applied_to] = age_intervals(predicted[applied_to], table, distribution[applied_to])
     return low, high
 
 

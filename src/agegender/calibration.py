@@ -5,8 +5,9 @@ model (true age - predicted age) are collected per predicted-age bracket, and th
 percentiles become the interval's offsets. A model that regresses age with MSE gives no distribution of its
 own; these offsets are measured, so that "80% interval" means 80% of real faces, per age range. A model
 that predicts an age distribution has its own interval (the distribution's central 80%, stretched to hold
-the predicted age), which widens where the model is unsure; it is kept and only widened or narrowed by a measured number of years per bracket, so
-that it too holds 80% of the calibration faces (conformalized quantile regression, Romano et al. 2019).
+the predicted age), which widens where the model is unsure; it is kept and only widened or narrowed by a
+measured number of years per bracket, so that it too holds 80% of the calibration faces (conformalized
+quantile regression, Romano et al. 2019).
 
 Gender probabilities are recalibrated by temperature scaling (Guo et al., 2017): one number T, fitted on the
 same calibration split, divides the gender logit. It fixes a network's over- or under-confidence without
