@@ -122,6 +122,20 @@ def test_a_run_from_scratch_is_compared_with_a_run_from_scratch_not_with_a_later
             in out.read_text())
 
 
+def test_a_run_on_relabelled_data_names_its_data_among_the_changes(tmp_path):
+    from agegender.recipes import get_recipe
+
+    xception = get_recipe("xception").to_dict()
+    runs = [_fake_run(tmp_path / name, "holdout", 15000, [0.90, 0.92], [5.0, 4.8], recipe=xception)
+            for name in ("original", "relabelled")]
+    for run, data in zip(runs, ("/data/utkface", "/elsewhere/relabelled.csv")):
+        config = json.loads((run / "config.json").read_text())
+        (run / "config.json").write_text(json.dumps({**config, "data": data}))
+    out = tmp_path / "compare.md"
+    assert main(["compare", *map(str, runs), "--out", str(out)]) == 0
+    assert "| relabelled | original | data=relabelled.csv | 2 |" in out.read_text()
+
+
 def test_the_data_effect_compares_the_best_run_on_each_amount_of_data(tmp_path):
     from agegender.recipes import get_recipe
 
