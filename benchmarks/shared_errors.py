@@ -5,7 +5,7 @@
 Each run's float32 export (`model.onnx`) reads the holdout validation part (never the test part), one pass.
 Printed: each model's and every subset's gender accuracy and age MAE when their outputs are averaged (gender
 log-odds and ages), and how many faces every model gets wrong. With `--audit`, the faces that every model
-gets wrong with a mean confidence above 0.9 go to a CSV for a person to look at: a confident error shared by
+gets wrong, their averaged output over 90% sure, go to a CSV for a person to look at: a confident error shared by
 independently trained models is often a wrong label.
 """
 from __future__ import annotations
