@@ -37,9 +37,10 @@ def main() -> None:
     dataset = read_dataset(args.data)
     split = protocol_split(dataset, "holdout", Recipe.seed)
     train = split[(split["split"] == "train") & (split["age"] >= args.min_age)]
-    pixels, readable = load_crops(train["path"].tolist(), AgeGenderModel(args.runs[0] / "model.onnx").image_size)
+    models = [AgeGenderModel(run / "model.onnx", flip=False) for run in args.runs]
+    pixels, readable = load_crops(train["path"].tolist(), models[0].image_size)
     train, pixels = train[readable], pixels[readable]
-    female = [AgeGenderModel(run / "model.onnx", flip=False).predict_outputs(pixels)["gender"] for run in args.runs]
+    female = [model.predict_outputs(pixels)["gender"] for model in models]
     said = np.array([(probability >= 0.5).astype(int) for probability in female])
     mean = np.mean(female, axis=0)
     flagged = (said != train["gender"].to_numpy()).all(axis=0) & (np.abs(mean - 0.5) > args.confidence - 0.5)

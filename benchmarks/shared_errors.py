@@ -18,15 +18,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from agegender.calibration import logit
 from agegender.data import protocol_split, read_dataset
 from agegender.images import load_crops
 from agegender.predictor import AgeGenderModel
 from agegender.recipes import Recipe
-
-
-def log_odds(probability: np.ndarray) -> np.ndarray:
-    probability = np.clip(probability, 1e-6, 1 - 1e-6)
-    return np.log(probability / (1 - probability))
 
 
 def main() -> None:
@@ -38,13 +34,14 @@ def main() -> None:
 
     split = protocol_split(read_dataset(args.data), "holdout", Recipe.seed)
     val = split[split["split"] == "val"].reset_index(drop=True)
-    pixels, readable = load_crops(val["path"].tolist(), AgeGenderModel(args.runs[0] / "model.onnx").image_size)
+    models = {run.name: AgeGenderModel(run / "model.onnx", flip=False) for run in args.runs}
+    pixels, readable = load_crops(val["path"].tolist(), models[args.runs[0].name].image_size)
     val, pixels = val[readable].reset_index(drop=True), pixels[readable]
     gender, age = val["gender"].to_numpy(), val["age"].to_numpy()
     outputs = {}
-    for run in args.runs:
-        predicted = AgeGenderModel(run / "model.onnx", flip=False).predict_outputs(pixels)
-        outputs[run.name] = (log_odds(predicted["gender"]), predicted["age"])
+    for name, model in models.items():
+        predicted = model.predict_outputs(pixels)
+        outputs[name] = (logit(predicted["gender"]), predicted["age"])
     for size in range(1, len(outputs) + 1):
         for names in itertools.combinations(outputs, size):
             odds = np.mean([outputs[name][0] for name in names], axis=0)

@@ -97,19 +97,19 @@ def distribution_intervals(distribution: np.ndarray, level: float = 0.8) -> tupl
 
 def fit_gender_temperature(female_probability: np.ndarray, gender: np.ndarray) -> float:
     """The temperature that minimises the negative log-likelihood of the true genders (1 = female)."""
-    logit = _logit(female_probability)
+    odds = logit(female_probability)
     sign = 2 * np.asarray(gender, float) - 1
     grid = np.round(np.arange(0.25, 4.0001, 0.01), 2)
-    losses = [np.logaddexp(0.0, -sign * logit / temperature).mean() for temperature in grid]
+    losses = [np.logaddexp(0.0, -sign * odds / temperature).mean() for temperature in grid]
     return float(grid[int(np.argmin(losses))])
 
 
 def scale_gender(female_probability: np.ndarray, temperature: float) -> np.ndarray:
     """Female probabilities with their logit divided by `temperature`."""
-    return (1 / (1 + np.exp(-_logit(female_probability) / temperature))).astype(np.float32)
+    return (1 / (1 + np.exp(-logit(female_probability) / temperature))).astype(np.float32)
 
 
-def _logit(probability: np.ndarray) -> np.ndarray:
+def logit(probability: np.ndarray) -> np.ndarray:
     probability = np.clip(np.asarray(probability, float), 1e-7, 1 - 1e-7)
     return np.log(probability) - np.log1p(-probability)
 

@@ -127,10 +127,12 @@ def _changes(run: dict, base: dict) -> list[str]:
     """The settings of `run` that differ from `base`'s (other than name, description and epochs), and its
     labelled data where that file or folder differs by name (e.g. a relabelled copy of the same images)."""
     base_settings = _settings(base)
+    changes = [f"{name}={value}" for name, value in _settings(run).items()
+               if name not in SAME_RECIPE and base_settings.get(name) != value]
     data, base_data = (Path(other["config"].get("data") or "").name for other in (run, base))
-    return [f"{name}={value}" for name, value in _settings(run).items()
-            if name not in SAME_RECIPE and base_settings.get(name) != value] + \
-        ([f"data={data}"] if data != base_data else [])
+    if data != base_data:
+        changes.append(f"data={data}")
+    return changes
 
 
 def ablation_table(runs: list[dict]) -> list[str]:

@@ -46,19 +46,19 @@ EMBEDDING = "embedding"  # the distillation output (teacher.py): trained, never 
 def _outputs(recipe: Recipe, gender_features, age_features, shared_features):
     # float32 outputs keep the losses exact under bfloat16 mixed precision.
     outputs = {"gender": layers.Dense(1, activation="sigmoid", dtype="float32", name="gender")(gender_features)}
-    if recipe.age_output in ("regression", "regression_with_distribution"):
-        outputs["age"] = layers.Dense(1, activation="relu", dtype="float32", name="age")(age_features)
-        if recipe.age_output == "regression_with_distribution":  # beside the age, for its interval only
-            outputs["age_distribution"] = layers.Dense(AGES, activation="softmax", dtype="float32",
-                                                       name="age_distribution")(age_features)
-    elif recipe.age_output == "distribution":
-        distribution = layers.Dense(AGES, activation="softmax", dtype="float32", name="age_distribution")(age_features)
+    if recipe.age_output not in ("regression", "distribution", "regression_with_distribution"):
+        raise ValueError(f"unknown age output {recipe.age_output!r}")
+    distribution = (layers.Dense(AGES, activation="softmax", dtype="float32", name="age_distribution")(age_features)
+                    if recipe.has_age_distribution else None)
+    if recipe.age_output == "distribution":
         # The expected age: a fixed dot product with 0..100, a plain layer so that it exports to ONNX.
         expected = layers.Dense(1, use_bias=False, trainable=False, dtype="float32", name="age",
                                 kernel_initializer=keras.initializers.Constant(np.arange(AGES).reshape(-1, 1)))
-        outputs.update(age=expected(distribution), age_distribution=distribution)
-    else:
-        raise ValueError(f"unknown age output {recipe.age_output!r}")
+        outputs["age"] = expected(distribution)
+    else:  # a regression; a distribution beside it serves the interval only
+        outputs["age"] = layers.Dense(1, activation="relu", dtype="float32", name="age")(age_features)
+    if distribution is not None:
+        outputs["age_distribution"] = distribution
     if recipe.teacher_embeddings:
         # Linear from the features both heads share, so that those features must carry the teacher's.
         outputs[EMBEDDING] = layers.Dense(teacher.DIMENSIONS, dtype="float32", name=EMBEDDING)(shared_features)
@@ -148,10 +148,10 @@ def learning_rate(recipe: Recipe, steps_per_epoch: int):
 
 def compile_model(model: keras.Model, recipe: Recipe, steps_per_epoch: int = 1) -> None:
     loss = {"gender": "binary_crossentropy", "age": "mse"}
+    if recipe.has_age_distribution:
+        loss["age_distribution"] = "kl_divergence"
     if recipe.age_output == "distribution":
-        loss.update(age="mae", age_distribution="kl_divergence")
-    elif recipe.age_output == "regression_with_distribution":
-        loss.update(age_distribution="kl_divergence")
+        loss["age"] = "mae"  # on the expected age
     if recipe.teacher_embeddings:
         loss[EMBEDDING] = "cosine_similarity"  # the direction of dlib's embedding is what it compares faces by
     model.compile(

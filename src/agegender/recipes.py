@@ -63,6 +63,11 @@ class Recipe:
     xla: bool = True
     mixed_precision: bool = False  # bfloat16 compute, float32 weights and outputs
 
+    @property
+    def has_age_distribution(self) -> bool:
+        """Whether the network outputs an age distribution (its own age, or beside a regression's)."""
+        return self.age_output in ("distribution", "regression_with_distribution")
+
     def with_overrides(self, **overrides) -> "Recipe":
         """A copy with the given fields replaced (None values are ignored)."""
         changes = {key: value for key, value in overrides.items() if value is not None}

@@ -186,7 +186,7 @@ def _fit(recipe: Recipe, config: dict, out: Path, verbose, extra_callbacks: list
         config["fresh_layers"] = _load_start_weights(model, Path(config["init_from"]), recipe)
         (out / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
     compile_model(model, recipe, steps_per_epoch=-(-len(train_pixels) // recipe.batch_size))
-    sigma = recipe.age_sigma if "distribution" in recipe.age_output else None
+    sigma = recipe.age_sigma if recipe.has_age_distribution else None
     train_teacher, val_teacher = _teacher_targets(recipe, train_rows, val_rows)
     train_data = make_dataset(train_pixels, train_rows["age"].to_numpy(), train_rows["gender"].to_numpy(),
                               recipe.batch_size, recipe, training=True, seed=recipe.seed, age_sigma=sigma,
