@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from agegender.calibration import logit
 from agegender.data import protocol_split, read_dataset
 from agegender.evaluate import evaluate_frame
 from agegender.predictor import AgeGenderModel
@@ -49,11 +50,6 @@ def logistic(x: np.ndarray, y: np.ndarray, penalty: float = 1.0) -> np.ndarray:
         hessian = (x * (p * (1 - p))[:, None]).T @ x + penalty * np.eye(len(w))
         w -= np.linalg.solve(hessian, gradient)
     return w
-
-
-def logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, 1e-6, 1 - 1e-6)
-    return np.log(p / (1 - p))
 
 
 def cross_fitted_blend(frame: pd.DataFrame, model_score: np.ndarray, embedding_score: np.ndarray,
