@@ -8,7 +8,7 @@ import keras
 import numpy as np
 from keras import layers, regularizers
 
-from . import teacher
+from . import dlib_resnet, teacher
 from .recipes import Recipe
 
 
@@ -26,6 +26,8 @@ def preprocessing_layer(recipe: Recipe, mean: np.ndarray | None = None, variance
         return layers.Rescaling(1 / 255.0, name="rescale_unit")
     if recipe.preprocessing == "xception":
         return layers.Rescaling(1 / 127.5, offset=-1.0, name="rescale_xception")
+    if recipe.preprocessing == "dlib":
+        return dlib_resnet.preprocessing_layer()
     raise ValueError(f"unknown preprocessing {recipe.preprocessing!r}")
 
 
@@ -124,11 +126,37 @@ def build_xception(recipe: Recipe, backbone_weights: str | None = None, mean=Non
     return keras.Model(inputs, _outputs(recipe, gender, age, pooled), name=recipe.name)
 
 
+def build_dlib_resnet(recipe: Recipe, backbone_weights: str | None = None, mean=None, variance=None) -> keras.Model:
+    """dlib's face-recognition ResNet (pretrained on faces, dlib_resnet.py) with the two dense heads of Model B
+    on its 256 pooled features; every layer trains but its folded BatchNorm and the first `frozen_layers`."""
+    if recipe.image_size != dlib_resnet.INPUT_SIZE:
+        raise ValueError(f"the dlib_resnet architecture takes {dlib_resnet.INPUT_SIZE} px faces; "
+                         f"set image_size={dlib_resnet.INPUT_SIZE}")
+    if backbone_weights and not Path(backbone_weights).is_file():
+        raise WeightsError(f"backbone weights file {backbone_weights} not found; pass dlib's "
+                           "dlib_face_recognition_resnet_model_v1.dat or leave --backbone-weights out for the one "
+                           "face-recognition-models ships")
+    try:
+        base = dlib_resnet.build_backbone(backbone_weights or dlib_resnet.default_weights_path())
+    except dlib_resnet.DlibFileError as error:
+        raise WeightsError(str(error)) from None
+    for layer in base.layers[: recipe.frozen_layers]:  # e.g. a head-only first stage (linear probe)
+        layer.trainable = False
+    inputs = keras.Input((recipe.image_size, recipe.image_size, 3), name="image")
+    pooled = base(preprocessing_layer(recipe, mean, variance)(inputs))
+    x = layers.Dropout(0.3, name="pool_dropout")(pooled)
+    gender = _head(x, 256, 0.2, 0.002, "gender_head", batchnorm=False)
+    age = _head(x, 256, 0.3, 0.004, "age_head", batchnorm=False)
+    return keras.Model(inputs, _outputs(recipe, gender, age, pooled), name=recipe.name)
+
+
 def build_model(recipe: Recipe, backbone_weights: str | None = None, mean=None, variance=None) -> keras.Model:
     if recipe.architecture == "report_cnn":
         return build_report_cnn(recipe, mean, variance)
     if recipe.architecture == "xception":
         return build_xception(recipe, backbone_weights, mean, variance)
+    if recipe.architecture == "dlib_resnet":
+        return build_dlib_resnet(recipe, backbone_weights, mean, variance)
     raise ValueError(f"unknown architecture {recipe.architecture!r}")
 
 

@@ -19,8 +19,9 @@ LOSS_OUTPUTS = ("gender", "age", "age_distribution", "embedding")  # the outputs
 class Recipe:
     name: str
     description: str
-    architecture: str              # a builder in models.py: "report_cnn" or "xception"
-    preprocessing: str             # "featurewise" (train-split mean/std), "unit" ([0, 1]) or "xception" ([-1, 1])
+    architecture: str              # a builder in models.py: "report_cnn", "xception" or "dlib_resnet"
+    # "featurewise" (train-split mean/std), "unit" ([0, 1]), "xception" ([-1, 1]) or "dlib" (dlib's mean, / 256)
+    preprocessing: str
     protocol: str = "full"         # data protocol (recipes.PROTOCOLS)
     image_size: int = 128          # square input side in pixels
     batch_size: int = 32
@@ -42,8 +43,8 @@ class Recipe:
     # resized crop that keeps the aspect), and brightness and contrast jitter of up to +-color_jitter.
     zoom_fraction: float = 0.0
     color_jitter: float = 0.0
-    # Fine-tuning (xception only): layers frozen from the input side, and whether every backbone BatchNorm
-    # stays frozen in inference mode (ImageNet statistics and scales) while the other unfrozen layers train.
+    # Fine-tuning: backbone layers frozen from the input side (xception and dlib_resnet), and whether every
+    # Xception BatchNorm stays frozen in inference mode (ImageNet statistics and scales) while the rest trains.
     frozen_layers: int = 0
     backbone_batchnorm_inference: bool = False
     # Age output: "regression" (one number, MSE: the report's) or "distribution" (a softmax over ages 0-100
@@ -161,6 +162,21 @@ RECIPES: dict[str, Recipe] = {
             early_stopping_patience=8,
             frozen_layers=50,
             backbone_batchnorm_inference=True,
+            xla=False,
+        ),
+        Recipe(
+            name="dlib-resnet",
+            description="dlib's face-recognition ResNet-29 (pretrained on faces, shipped in face-recognition-models) "
+                        "fine-tuned whole, with Model B's heads; 150 px faces, warm-up and cosine schedule.",
+            architecture="dlib_resnet",
+            preprocessing="dlib",
+            protocol="holdout",
+            image_size=150,
+            epochs=8,
+            learning_rate=1e-4,
+            schedule="cosine",
+            warmup_epochs=1,
+            loss_weights={"gender": 1.0, "age": 0.01},
             xla=False,
         ),
     )

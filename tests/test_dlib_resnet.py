@@ -1,0 +1,72 @@
+"""dlib's face-recognition ResNet rebuilt in Keras: the same embedding as dlib's own, refused foreign files,
+and a run that fine-tunes it end to end (train, export, predict)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from agegender.dlib_resnet import INPUT_SIZE, build_backbone, default_weights_path, preprocessing_layer
+from agegender.models import WeightsError, build_model
+from agegender.recipes import get_recipe
+
+from conftest import synthetic_face
+
+
+def test_the_rebuilt_network_gives_dlibs_own_face_descriptor():
+    import dlib
+
+    rng = np.random.default_rng(0)
+    chips = np.stack([np.asarray(Image.fromarray(synthetic_face(age, gender, rng)).resize((INPUT_SIZE, INPUT_SIZE)))
+                      for age, gender in ((3, 0), (30, 1), (70, 0), (45, 1))])
+    chips[3] = rng.integers(0, 256, chips[3].shape)  # and one of noise
+    dlib_net = dlib.face_recognition_model_v1(default_weights_path())
+    expected = np.stack([np.asarray(dlib_net.compute_face_descriptor(chip)) for chip in chips])
+    network = build_backbone(default_weights_path(), include_embedding=True)
+    ours = network(preprocessing_layer()(chips.astype("float32")))
+    assert np.abs(np.asarray(ours) - expected).max() < 1e-5
+    assert len({tuple(v) for v in expected.round(3)}) == 4  # four different faces, not one answer for all
+
+
+def test_a_missing_or_foreign_weights_file_is_refused_in_one_line(tmp_path):
+    recipe = get_recipe("dlib-resnet")
+    with pytest.raises(WeightsError, match="not found"):
+        build_model(recipe, str(tmp_path / "absent.dat"))
+    junk = tmp_path / "junk.dat"
+    junk.write_bytes(b"\x01\x01" + bytes(range(256)) * 4)
+    with pytest.raises(WeightsError, match="is not dlib's face-recognition ResNet"):
+        build_model(recipe, str(junk))
+    truncated = tmp_path / "truncated.dat"
+    truncated.write_bytes(open(default_weights_path(), "rb").read()[:200_000])
+    with pytest.raises(WeightsError, match="is not dlib's face-recognition ResNet"):
+        build_model(recipe, str(truncated))
+    with pytest.raises(ValueError, match="takes 150 px faces"):
+        build_model(recipe.with_overrides(image_size=128))
+
+
+def test_a_dlib_resnet_run_fine_tunes_the_network_but_not_its_folded_batchnorm(tmp_path, utk_folder):
+    import keras
+
+    from agegender.export import export_onnx
+    from agegender.predictor import AgeGenderModel
+    from agegender.train import train
+
+    out = tmp_path / "run"
+    train(get_recipe("dlib-resnet").with_overrides(batch_size=16), str(utk_folder), out,
+          overrides={"epochs": 1, "warmup_epochs": 0}, verbose=0)
+    start = build_backbone(default_weights_path())
+    tuned = keras.models.load_model(out / "best.keras", compile=False).get_layer("dlib_resnet")
+    for name in ("dlib_conv0", "dlib_conv28"):
+        assert not np.allclose(tuned.get_layer(name).get_weights()[0], start.get_layer(name).get_weights()[0])
+    for name in ("dlib_affine0", "dlib_affine28"):
+        for after, before in zip(tuned.get_layer(name).get_weights(), start.get_layer(name).get_weights()):
+            assert np.array_equal(after, before)
+    assert json.loads((out / "config.json").read_text())["recipe"]["image_size"] == INPUT_SIZE
+
+    onnx_path = export_onnx(out, tmp_path / "dlib.onnx")
+    pixels = np.random.default_rng(1).uniform(0, 255, (3, INPUT_SIZE, INPUT_SIZE, 3)).astype("float32")
+    onnx_ages, onnx_female = AgeGenderModel(onnx_path).predict_pixels(pixels)
+    keras_ages, keras_female = AgeGenderModel(out / "best.keras").predict_pixels(pixels)
+    assert np.allclose(onnx_ages, keras_ages, atol=1e-3) and np.allclose(onnx_female, keras_female, atol=1e-5)
