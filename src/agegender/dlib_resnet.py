@@ -9,14 +9,14 @@ pooling, and a 128-number linear embedding. dlib's BatchNorm is folded into per-
 """
 from __future__ import annotations
 
-import struct
 from pathlib import Path
 
 import numpy as np
 
 INPUT_SIZE = 150            # the chip size the network was trained on
 MEAN_RGB = (122.782, 117.001, 104.298)  # stored in the file's input layer
-_STAGES = ((32, 3, False), (64, 4, True), (128, 3, True), (256, 3, True), (256, 1, True))  # filters, blocks, first downsamples
+# Per stage: filters, residual blocks, and whether its first block halves the resolution.
+_STAGES = ((32, 3, False), (64, 4, True), (128, 3, True), (256, 3, True), (256, 1, True))
 
 
 class DlibFileError(ValueError):
@@ -31,7 +31,7 @@ def default_weights_path() -> str:
 
 class _Reader:
     """dlib's serialization: compact integers (a length byte, its top bit the sign, then little-endian bytes),
-    strings as a compact length and bytes, tensors as version, 4 compact dimensions and raw float32s."""
+    strings as a compact length and their bytes, tensors as a version, 4 compact dimensions and raw float32s."""
 
     def __init__(self, data: bytes):
         self.data, self.at = data, 0
@@ -42,12 +42,6 @@ class _Reader:
         value = int.from_bytes(self.data[self.at + 1:self.at + 1 + size], "little")
         self.at += 1 + size
         return -value if head & 0x80 else value
-
-    def string(self) -> str:
-        size = self.integer()
-        text = self.data[self.at:self.at + size]
-        self.at += size
-        return text.decode("ascii")
 
     def tensor(self) -> np.ndarray:
         if self.integer() != 2:
