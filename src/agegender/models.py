@@ -118,8 +118,12 @@ def build_xception(recipe: Recipe, backbone_weights: str | None = None, mean=Non
         for layer in base.layers:
             if isinstance(layer, layers.BatchNormalization):
                 layer.trainable = False
-    x = base(x)
-    pooled = layers.GlobalAveragePooling2D(name="pool")(x)
+    pooled = layers.GlobalAveragePooling2D(name="pool")(base(x))
+    return _with_model_b_heads(recipe, inputs, pooled)
+
+
+def _with_model_b_heads(recipe: Recipe, inputs, pooled) -> keras.Model:
+    """Model B's two dense heads (and outputs) on a backbone's pooled features."""
     x = layers.Dropout(0.3, name="pool_dropout")(pooled)
     gender = _head(x, 256, 0.2, 0.002, "gender_head", batchnorm=False)
     age = _head(x, 256, 0.3, 0.004, "age_head", batchnorm=False)
@@ -143,11 +147,7 @@ def build_dlib_resnet(recipe: Recipe, backbone_weights: str | None = None, mean=
     for layer in base.layers[: recipe.frozen_layers]:  # e.g. a head-only first stage (linear probe)
         layer.trainable = False
     inputs = keras.Input((recipe.image_size, recipe.image_size, 3), name="image")
-    pooled = base(preprocessing_layer(recipe, mean, variance)(inputs))
-    x = layers.Dropout(0.3, name="pool_dropout")(pooled)
-    gender = _head(x, 256, 0.2, 0.002, "gender_head", batchnorm=False)
-    age = _head(x, 256, 0.3, 0.004, "age_head", batchnorm=False)
-    return keras.Model(inputs, _outputs(recipe, gender, age, pooled), name=recipe.name)
+    return _with_model_b_heads(recipe, inputs, base(preprocessing_layer(recipe, mean, variance)(inputs)))
 
 
 def build_model(recipe: Recipe, backbone_weights: str | None = None, mean=None, variance=None) -> keras.Model:
