@@ -70,3 +70,15 @@ def test_a_dlib_resnet_run_fine_tunes_the_network_but_not_its_folded_batchnorm(t
     onnx_ages, onnx_female = AgeGenderModel(onnx_path).predict_pixels(pixels)
     keras_ages, keras_female = AgeGenderModel(out / "best.keras").predict_pixels(pixels)
     assert np.allclose(onnx_ages, keras_ages, atol=1e-3) and np.allclose(onnx_female, keras_female, atol=1e-5)
+
+
+def test_a_run_refused_for_its_backbone_weights_leaves_no_folder_behind(tmp_path, utk_folder):
+    from agegender.train import train
+
+    junk = tmp_path / "junk.dat"
+    junk.write_bytes(b"not a dlib network")
+    out = tmp_path / "run"
+    with pytest.raises(WeightsError, match="is not dlib's face-recognition ResNet"):
+        train(get_recipe("dlib-resnet"), str(utk_folder), out, overrides={"epochs": 1}, backbone_weights=str(junk),
+              verbose=0)
+    assert not out.exists()  # so the same command with the right file starts afresh instead of asking for --resume

@@ -21,7 +21,7 @@ import pandas as pd
 from . import data
 from .evaluate import breakdown, history_summary, plot_history, write_evaluation
 from .images import load_crops
-from .models import AGE_OUTPUT_LAYERS, EMBEDDING, build_model, compile_model
+from .models import AGE_OUTPUT_LAYERS, EMBEDDING, WeightsError, build_model, compile_model
 from .pipeline import channel_statistics, make_dataset
 from .recipes import Recipe
 from .teacher import load_teacher_embeddings
@@ -150,7 +150,7 @@ def train(recipe: Recipe, data_source: str | None, out: str | Path, resume: bool
     previous = _stop_on_sigterm()
     try:
         return _fit(recipe, config, out, verbose, extra_callbacks or [])
-    except StartWeightsError:
+    except (StartWeightsError, WeightsError):
         if not resume:  # refused before any training: leave no half-made run folder behind
             shutil.rmtree(out, ignore_errors=True)
         raise
