@@ -2,7 +2,8 @@
 
     python benchmarks/shared_errors.py RUN RUN [RUN ...] --data ../shared/datasets/utkface [--audit faces.csv]
 
-Each run's float32 export (`model.onnx`) reads the holdout validation part (never the test part), one pass.
+Each run's float32 export (`model.onnx`), or an .onnx file given instead of a run (e.g. an int8 export), reads
+the holdout validation part (never the test part) at its own input size, one pass.
 Printed: each model's and every subset's gender accuracy and age MAE when their outputs are averaged (gender
 log-odds and ages), and how many faces every model gets wrong. With `--audit`, the faces that every model
 gets wrong, their averaged output over 90% sure, go to a CSV for a person to look at: a confident error shared by
@@ -34,13 +35,15 @@ def main() -> None:
 
     split = protocol_split(read_dataset(args.data), "holdout", Recipe.seed)
     val = split[split["split"] == "val"].reset_index(drop=True)
-    models = {run.name: AgeGenderModel(run / "model.onnx", flip=False) for run in args.runs}
-    pixels, readable = load_crops(val["path"].tolist(), models[args.runs[0].name].image_size)
-    val, pixels = val[readable].reset_index(drop=True), pixels[readable]
+    models = {run.stem if run.suffix == ".onnx" else run.name:
+              AgeGenderModel(run if run.suffix == ".onnx" else run / "model.onnx", flip=False) for run in args.runs}
+    crops = {size: load_crops(val["path"].tolist(), size) for size in {model.image_size for model in models.values()}}
+    readable = np.logical_and.reduce([mask for _, mask in crops.values()])
+    val = val[readable].reset_index(drop=True)
     gender, age = val["gender"].to_numpy(), val["age"].to_numpy()
     outputs = {}
-    for name, model in models.items():
-        predicted = model.predict_outputs(pixels)
+    for name, model in models.items():  # each model at its own input size
+        predicted = model.predict_outputs(crops[model.image_size][0][readable])
         outputs[name] = (logit(predicted["gender"]), predicted["age"])
     for size in range(1, len(outputs) + 1):
         for names in itertools.combinations(outputs, size):
