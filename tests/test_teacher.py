@@ -92,3 +92,51 @@ def test_a_teacher_file_that_lacks_training_images_is_refused_before_any_folder_
     with pytest.raises(DataError, match="have no embedding"):
         train(recipe, str(utk_folder), tmp_path / "run", overrides={"epochs": 1}, verbose=0)
     assert not (tmp_path / "run").exists()
+
+
+def teacher_outputs(frame: pd.DataFrame, path, female_probability: float, age: float):
+    """A teacher file that says the same female probability and age for every image."""
+    np.savez(path, paths=np.array([os.path.abspath(p) for p in frame["path"]]),
+             female_probability=np.full(len(frame), female_probability, "f4"), age=np.full(len(frame), age, "f4"))
+    return path
+
+
+def test_teacher_outputs_blend_into_the_training_targets_only(tmp_path, utk_folder):
+    from agegender.recipes import get_recipe
+    from agegender.train import _training_targets
+
+    frame = read_dataset(utk_folder)
+    teacher = teacher_outputs(frame, tmp_path / "teacher.npz", female_probability=0.8, age=50.0)
+    rows = frame.iloc[:4]
+    recipe = get_recipe("seed-a").with_overrides(teacher_outputs=str(teacher), teacher_output_weight=0.25)
+    ages, genders = _training_targets(recipe, rows)
+    assert np.allclose(ages, 0.75 * rows["age"] + 0.25 * 50.0)
+    assert np.allclose(genders, 0.75 * rows["gender"] + 0.25 * 0.8)
+    plain_ages, plain_genders = _training_targets(get_recipe("seed-a"), rows)
+    assert np.array_equal(plain_ages, rows["age"]) and np.array_equal(plain_genders, rows["gender"])
+
+
+def test_a_run_with_soft_targets_reports_accuracy_against_their_side_of_one_half(tmp_path, utk_folder):
+    from agegender.recipes import get_recipe
+    from agegender.train import train
+
+    teacher = teacher_outputs(read_dataset(utk_folder), tmp_path / "teacher.npz", female_probability=0.5, age=40.0)
+    out = tmp_path / "run"
+    recipe = get_recipe("seed-a").with_overrides(image_size=32, batch_size=16, teacher_outputs=str(teacher))
+    train(recipe, str(utk_folder), out, overrides={"epochs": 2}, verbose=0)
+    history = pd.read_csv(out / "history.csv")
+    # Soft targets (0.25 for men, 0.75 for women here) never equal a thresholded prediction, so a plain binary
+    # accuracy would read 0 for every epoch; against their side of 0.5 it reads like the labels' accuracy.
+    assert history["gender_accuracy"].iloc[-1] > 0.6
+    assert history["val_gender_accuracy"].notna().all()
+
+
+def test_a_teacher_outputs_file_without_the_training_images_is_refused_before_any_folder(tmp_path, utk_folder):
+    from agegender.recipes import get_recipe
+    from agegender.train import train
+
+    teacher = teacher_outputs(read_dataset(utk_folder).iloc[:10], tmp_path / "partial.npz", 0.5, 30.0)
+    recipe = get_recipe("seed-a").with_overrides(image_size=32, teacher_outputs=str(teacher))
+    with pytest.raises(DataError, match="have no output in .*teacher_outputs.py"):
+        train(recipe, str(utk_folder), tmp_path / "run", overrides={"epochs": 1}, verbose=0)
+    assert not (tmp_path / "run").exists()

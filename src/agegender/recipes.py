@@ -57,6 +57,11 @@ class Recipe:
     # validation images; when set, an extra output "embedding" learns to reproduce them (cosine loss,
     # weight loss_weights.embedding) and the ONNX export leaves it out.
     teacher_embeddings: str = ""
+    # Knowledge distillation from other models (e.g. a pair too large to ship): an .npz of their averaged female
+    # probability and age per image (benchmarks/teacher_outputs.py). The training targets become
+    # (1 - teacher_output_weight) x label + teacher_output_weight x teacher; validation keeps the true labels.
+    teacher_outputs: str = ""
+    teacher_output_weight: float = 0.5
     loss_weights: dict = field(default_factory=lambda: {"gender": 1.0, "age": 1.0})
     seed: int = 1337
     # XLA-compile the training step: Model A trains about 15% faster with it on 2 CPU cores, but Xception

@@ -24,7 +24,7 @@ from .images import load_crops
 from .models import AGE_OUTPUT_LAYERS, EMBEDDING, WeightsError, build_model, compile_model
 from .pipeline import channel_statistics, make_dataset
 from .recipes import Recipe
-from .teacher import load_teacher_embeddings
+from .teacher import load_teacher_embeddings, load_teacher_outputs
 
 
 class RunError(ValueError):
@@ -63,6 +63,8 @@ def _prepare(recipe: Recipe, data_source: str, out: Path, overrides: dict, backb
         _check_same_split(init_from, split)
     if recipe.teacher_embeddings:  # refused now rather than after a half-made run folder
         load_teacher_embeddings(recipe.teacher_embeddings, split.loc[split["split"] != "test", "path"].tolist())
+    if recipe.teacher_outputs:
+        load_teacher_outputs(recipe.teacher_outputs, split.loc[split["split"] == "train", "path"].tolist())
     out.mkdir(parents=True, exist_ok=True)
     data.save_split(split, out / SPLIT)
     config = {
@@ -188,9 +190,9 @@ def _fit(recipe: Recipe, config: dict, out: Path, verbose, extra_callbacks: list
     compile_model(model, recipe, steps_per_epoch=-(-len(train_pixels) // recipe.batch_size))
     sigma = recipe.age_sigma if recipe.has_age_distribution else None
     train_teacher, val_teacher = _teacher_targets(recipe, train_rows, val_rows)
-    train_data = make_dataset(train_pixels, train_rows["age"].to_numpy(), train_rows["gender"].to_numpy(),
-                              recipe.batch_size, recipe, training=True, seed=recipe.seed, age_sigma=sigma,
-                              embeddings=train_teacher)
+    train_ages, train_genders = _training_targets(recipe, train_rows)
+    train_data = make_dataset(train_pixels, train_ages, train_genders, recipe.batch_size, recipe, training=True,
+                              seed=recipe.seed, age_sigma=sigma, embeddings=train_teacher)
     val_data = make_dataset(val_pixels, val_rows["age"].to_numpy(), val_rows["gender"].to_numpy(), recipe.batch_size,
                             age_sigma=sigma, embeddings=val_teacher)
 
@@ -225,6 +227,16 @@ def _fit(recipe: Recipe, config: dict, out: Path, verbose, extra_callbacks: list
         raise RunError(f"training interrupted after epoch {_last_backed_up_epoch(out)}; "
                        f"continue with: agegender train --resume --out {out}") from None
     return finalize(out, config, recipe, val_rows, val_pixels)
+
+
+def _training_targets(recipe: Recipe, train_rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """The training part's ages and genders: the labels, or their blend with teacher outputs (soft targets)."""
+    ages, genders = train_rows["age"].to_numpy(float), train_rows["gender"].to_numpy(float)
+    if not recipe.teacher_outputs:
+        return ages, genders
+    female, teacher_ages = load_teacher_outputs(recipe.teacher_outputs, train_rows["path"].tolist())
+    weight = recipe.teacher_output_weight
+    return (1 - weight) * ages + weight * teacher_ages, (1 - weight) * genders + weight * female
 
 
 def _teacher_targets(recipe: Recipe, train_rows: pd.DataFrame, val_rows: pd.DataFrame):
