@@ -60,8 +60,10 @@ def write_teacher_embeddings(paths: list[str], out: str | Path, workers: int = 2
     return out
 
 
-def _load_by_path(source: str | Path, paths: list[str], keys: tuple[str, ...], kind: str, make: str) -> list[np.ndarray]:
-    """The arrays `keys` of an .npz with a `paths` array, rows matched to `paths` by resolved path."""
+def _load_by_path(source: str | Path, paths: list[str], keys: tuple[str, ...], kind: str, item: str,
+                  make: str) -> list[np.ndarray]:
+    """The arrays `keys` of an .npz with a `paths` array, rows matched to `paths` by resolved path; `kind`,
+    `item` and `make` name the file, one of its entries and the command that makes it, for the errors."""
     source = Path(source)
     try:
         stored = np.load(source, allow_pickle=False)
@@ -72,19 +74,19 @@ def _load_by_path(source: str | Path, paths: list[str], keys: tuple[str, ...], k
     rows = [index.get(str(Path(p).resolve())) for p in paths]
     missing = [p for p, row in zip(paths, rows) if row is None]
     if missing:
-        raise DataError(f"{len(missing)} images have no {kind.split()[-1].rstrip('s')} in {source} "
+        raise DataError(f"{len(missing)} images have no {item} in {source} "
                         f"(e.g. {Path(missing[0]).name}); make it for this dataset with: {make}")
     return [np.asarray(array[rows], np.float32) for array in arrays]
 
 
 def load_teacher_embeddings(source: str | Path, paths: list[str]) -> np.ndarray:
     """The stored embedding of each image in `paths` (matched by resolved path), in that order."""
-    return _load_by_path(source, paths, ("embeddings",), "teacher embeddings",
+    return _load_by_path(source, paths, ("embeddings",), "teacher embeddings", "embedding",
                          "agegender teacher --data DATA --out FILE.npz")[0]
 
 
 def load_teacher_outputs(source: str | Path, paths: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """The stored (female probability, age) of each image in `paths`: other models' outputs to learn from."""
-    female, age = _load_by_path(source, paths, ("female_probability", "age"), "teacher outputs",
+    female, age = _load_by_path(source, paths, ("female_probability", "age"), "teacher outputs", "output",
                                 "python benchmarks/teacher_outputs.py MODEL [MODEL ...] --data DATA --out FILE.npz")
     return female, age
