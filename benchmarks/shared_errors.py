@@ -35,8 +35,7 @@ def main() -> None:
 
     split = protocol_split(read_dataset(args.data), "holdout", Recipe.seed)
     val = split[split["split"] == "val"].reset_index(drop=True)
-    models = {run.stem if run.suffix == ".onnx" else run.name:
-              AgeGenderModel(run if run.suffix == ".onnx" else run / "model.onnx", flip=False) for run in args.runs}
+    models = {run.stem if run.suffix == ".onnx" else run.name: AgeGenderModel(run, flip=False) for run in args.runs}
     crops = {size: load_crops(val["path"].tolist(), size) for size in {model.image_size for model in models.values()}}
     readable = np.logical_and.reduce([mask for _, mask in crops.values()])
     val = val[readable].reset_index(drop=True)

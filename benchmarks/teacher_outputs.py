@@ -32,7 +32,7 @@ def main() -> None:
     train = split[split["split"] == "train"].reset_index(drop=True)
     odds, ages = [], []
     for path in args.models:
-        model = AgeGenderModel(path if path.suffix == ".onnx" else path / "model.onnx", flip=False)
+        model = AgeGenderModel(path, flip=False)  # a run folder resolves to its model.onnx
         pixels, readable = load_crops(train["path"].tolist(), model.image_size)
         outputs = model.predict_outputs(pixels)  # unreadable rows hold zeros; training skips them anyway
         odds.append(logit(outputs["gender"]))

@@ -98,14 +98,14 @@ def preprocessing_layer():
     return layers.Rescaling(1 / 256.0, offset=(-np.array(MEAN_RGB) / 256.0).tolist(), name="rescale_dlib")
 
 
-def build_backbone(weights: str | Path | None, include_embedding: bool = False):
-    """A Keras model: 150 px inputs scaled by `preprocessing_layer` in, the 256 pooled features out, or with
-    `include_embedding` dlib's 128-number face embedding (its last layer, which age and gender do not use).
-    `weights`: dlib's .dat file, or None for random weights of the same shapes."""
+def build_backbone(weights: str | Path, include_embedding: bool = False):
+    """A Keras model with the weights of dlib's .dat file `weights`: 150 px inputs scaled by `preprocessing_layer`
+    in, the 256 pooled features out, or with `include_embedding` dlib's 128-number face embedding (its last
+    layer, which age and gender do not use)."""
     import keras
     from keras import layers
 
-    params = read_weights(weights) if weights else None
+    params = read_weights(weights)
     counter = {"conv": 0, "scale": 0}
     x = inputs = keras.Input((INPUT_SIZE, INPUT_SIZE, 3), name="dlib_input")
 
@@ -115,8 +115,7 @@ def build_backbone(weights: str | Path | None, include_embedding: bool = False):
         layer = layers.Conv2D(filters, size, strides=stride, padding="same" if stride == 1 else "valid",
                               name=f"dlib_conv{index}")
         x = layer(x)
-        if params:
-            layer.set_weights(list(params["convolutions"][index]))
+        layer.set_weights(list(params["convolutions"][index]))
         return x
 
     def scale(x):
@@ -126,9 +125,8 @@ def build_backbone(weights: str | Path | None, include_embedding: bool = False):
         # The folded BatchNorm: a frozen per-channel scale and offset (a 1x1 depthwise convolution with bias).
         layer = layers.DepthwiseConv2D(1, trainable=False, name=f"dlib_affine{index}")
         x = layer(x)
-        if params:
-            gamma, beta = params["scales"][index]
-            layer.set_weights([gamma.reshape(1, 1, channels, 1), beta])
+        gamma, beta = params["scales"][index]
+        layer.set_weights([gamma.reshape(1, 1, channels, 1), beta])
         return x
 
     def add_padded(shortcut, block):
@@ -157,6 +155,5 @@ def build_backbone(weights: str | Path | None, include_embedding: bool = False):
     if include_embedding:
         projection = layers.Dense(128, use_bias=False, name="dlib_embedding")
         x = projection(x)
-        if params:
-            projection.set_weights([params["embedding"]])
+        projection.set_weights([params["embedding"]])
     return keras.Model(inputs, x, name="dlib_resnet")
