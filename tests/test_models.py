@@ -116,3 +116,24 @@ def test_cosine_schedule_warms_up_then_decays_to_the_minimum():
     assert all(a > b for a, b in zip(rates[10:50], rates[11:51]))  # falling after it
     assert rates[50] == pytest.approx(1e-5)
     assert learning_rate(get_recipe("seed-a"), steps_per_epoch=5) == pytest.approx(1e-3)
+
+
+def test_dropped_xception_blocks_leave_a_whole_network_with_fewer_weights():
+    recipe = get_recipe("xception").with_overrides(image_size=71)
+    full = build_model(recipe)
+    trimmed = build_model(recipe.with_overrides(dropped_blocks="6, 10,12"))
+    base = trimmed.get_layer("xception")
+    names = [layer.name for layer in base.layers]
+    assert not any(name.startswith(("block6_", "block10_", "block12_")) for name in names)
+    assert "block5_sepconv3_bn" in names and "block11_sepconv3_bn" in names and "block13_sepconv1" in names
+    block = 3 * (728 * 9 + 728 * 728 + 4 * 728)  # three separable convolutions and their BatchNorms
+    assert full.count_params() - trimmed.count_params() == 3 * block == 4_855_032
+    outputs = trimmed(np.zeros((2, 71, 71, 3), "float32"))
+    assert outputs["gender"].shape == (2, 1) and outputs["age"].shape == (2, 1)
+    # The kept layers are the full backbone's: a block number outside the middle flow, or any other
+    # architecture, is refused before a run starts.
+    for wrong in ("4", "13", "six"):
+        with pytest.raises(ValueError, match="middle-flow block numbers"):
+            recipe.with_overrides(dropped_blocks=wrong)
+    with pytest.raises(ValueError, match="xception architecture only"):
+        get_recipe("seed-a").with_overrides(dropped_blocks="6")

@@ -210,3 +210,32 @@ def test_a_cosine_run_with_stronger_augmentation_resumes_on_the_same_schedule(tm
     logged = pd.read_csv(out / "history.csv")["learning_rate"].tolist()
     assert logged == pytest.approx([float(schedule(steps * epoch)) for epoch in (1, 2, 3, 4)], rel=1e-4)
     assert logged[0] == pytest.approx(recipe.learning_rate) and logged[3] < logged[1] < logged[0]
+
+
+def test_a_run_that_drops_xception_blocks_starts_from_one_that_has_them(tmp_path):
+    from agegender.models import build_model
+    from agegender.train import StartWeightsError, _load_start_weights
+
+    recipe = get_recipe("xception").with_overrides(image_size=71)
+    keras.utils.set_random_seed(0)
+    start = build_model(recipe)
+    (tmp_path / "full").mkdir()
+    start.save(tmp_path / "full" / "best.keras")
+    trimmed_recipe = recipe.with_overrides(dropped_blocks="7,11")
+    trimmed = build_model(trimmed_recipe)
+    assert _load_start_weights(trimmed, tmp_path / "full", trimmed_recipe) == []
+    for name in ("block5_sepconv1", "block12_sepconv3_bn", "block14_sepconv2"):
+        for a, b in zip(trimmed.get_layer("xception").get_layer(name).weights,
+                        start.get_layer("xception").get_layer(name).weights):
+            np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
+    np.testing.assert_array_equal(trimmed.get_layer("gender").get_weights()[0], start.get_layer("gender").get_weights()[0])
+
+    # The other way round, the blocks this network has would have no start weights.
+    (tmp_path / "trimmed").mkdir()
+    trimmed.save(tmp_path / "trimmed" / "best.keras")
+    with pytest.raises(StartWeightsError, match="block7_sepconv1"):
+        _load_start_weights(build_model(recipe), tmp_path / "trimmed", recipe)
+    # Dropping fewer blocks than the start lacks is refused the same way.
+    fewer = recipe.with_overrides(dropped_blocks="7")
+    with pytest.raises(StartWeightsError, match="block11_sepconv1"):
+        _load_start_weights(build_model(fewer), tmp_path / "trimmed", fewer)

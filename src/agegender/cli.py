@@ -98,6 +98,14 @@ def _export(args) -> int:
     return 0
 
 
+def _average(args) -> int:
+    from .ensemble import average_models
+
+    out = average_models(args.models, args.out)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB); calibrate it: agegender calibrate {out} --data ...")
+    return 0
+
+
 def _calibration_images(args, count: int = 256) -> list[str]:
     """Face crops that set static int8's activation ranges: a run's own training images, or --calibration-data."""
     import pandas as pd
@@ -278,6 +286,12 @@ def parser() -> argparse.ArgumentParser:
                              "faster); check the loss with agegender evaluate")
     export.add_argument("--calibration-data", help="images for --int8 static (default: the run's training images)")
     export.set_defaults(run=_export)
+
+    average = commands.add_parser("average", help="several exported models as one .onnx that averages their outputs "
+                                  "(gender log-odds, ages): networks pretrained differently make different errors")
+    average.add_argument("models", nargs="+", help="two or more .onnx models or run folders (their model.onnx)")
+    average.add_argument("--out", required=True, help="the .onnx file to write")
+    average.set_defaults(run=_average)
 
     teacher = commands.add_parser("teacher", help="dlib face-recognition embeddings of a dataset's face chips, "
                                   "for distillation (--set teacher_embeddings=FILE in train)")

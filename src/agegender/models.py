@@ -118,8 +118,29 @@ def build_xception(recipe: Recipe, backbone_weights: str | None = None, mean=Non
         for layer in base.layers:
             if isinstance(layer, layers.BatchNormalization):
                 layer.trainable = False
-    pooled = layers.GlobalAveragePooling2D(name="pool")(base(x))
+    pooled = layers.GlobalAveragePooling2D(name="pool")(without_blocks(base, recipe.dropped_block_numbers)(x))
     return _with_model_b_heads(recipe, inputs, pooled)
+
+
+def without_blocks(base: keras.Model, blocks: list[int]) -> keras.Model:
+    """Xception `base` with the middle-flow `blocks` left out: each block's residual sum passes its input on.
+    The layers kept are `base`'s own (same names and weights), so a checkpoint of the whole network fits them."""
+    if not blocks:
+        return base
+    left_out = tuple(f"block{number}_" for number in blocks)
+    inputs = keras.Input(base.input_shape[1:], name=base.layers[0].name)
+    rebuilt = {id(base.inputs[0]): inputs}  # base's tensors -> this network's
+    for layer in base.layers[1:]:
+        if layer.name.startswith(left_out):
+            continue
+        sources = layer.input if isinstance(layer.input, list) else [layer.input]
+        kept = [rebuilt[id(tensor)] for tensor in sources if id(tensor) in rebuilt]
+        if isinstance(layer, layers.Add) and len(kept) < len(sources):
+            output = kept[0]  # the sum of a left-out block and its shortcut: the shortcut alone
+        else:
+            output = layer(kept[0] if len(sources) == 1 else kept)
+        rebuilt[id(layer.output)] = output
+    return keras.Model(inputs, rebuilt[id(base.outputs[0])], name=base.name)
 
 
 def _with_model_b_heads(recipe: Recipe, inputs, pooled) -> keras.Model:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 # full: 80:20 of every image; 5k: a fixed 5,000-image subset split 4,000/1,000; holdout: full with its
 # validation part cut in two, half kept as a test split for final figures only.
 PROTOCOLS = ("full", "5k", "holdout")
+MIDDLE_BLOCKS = tuple(range(5, 13))  # Xception's middle flow: eight residual blocks of the same shape
 LOSS_OUTPUTS = ("gender", "age", "age_distribution", "embedding")  # the outputs a loss weight can name
 
 
@@ -47,6 +48,10 @@ class Recipe:
     # Xception BatchNorm stays frozen in inference mode (ImageNet statistics and scales) while the rest trains.
     frozen_layers: int = 0
     backbone_batchnorm_inference: bool = False
+    # Xception middle-flow blocks (5-12) left out, e.g. "6,10,12": each is a residual block, so the rest still
+    # fits together, and each is 1.6 million weights (1.6 MB at int8) fewer; a run that drops them may start
+    # from one that has them (--init-from), which then lend the network every other weight.
+    dropped_blocks: str = ""
     # Age output: "regression" (one number, MSE: the report's) or "distribution" (a softmax over ages 0-100
     # trained towards a Gaussian around the true age, KL divergence, with the expected value as the age and
     # an L1 loss on it: label distribution learning, DLDL-v2), or "regression_with_distribution" (the
@@ -74,13 +79,28 @@ class Recipe:
         """Whether the network outputs an age distribution (its own age, or beside a regression's)."""
         return self.age_output in ("distribution", "regression_with_distribution")
 
+    @property
+    def dropped_block_numbers(self) -> list[int]:
+        try:
+            numbers = sorted({int(part) for part in self.dropped_blocks.split(",") if part.strip()})
+        except ValueError:
+            numbers = [0]
+        if any(number not in MIDDLE_BLOCKS for number in numbers):
+            raise ValueError(f"dropped_blocks={self.dropped_blocks!r}: expected Xception middle-flow block numbers "
+                             f"({MIDDLE_BLOCKS[0]}-{MIDDLE_BLOCKS[-1]}) separated by commas")
+        if numbers and self.architecture != "xception":
+            raise ValueError("dropped_blocks applies to the xception architecture only")
+        return numbers
+
     def with_overrides(self, **overrides) -> "Recipe":
         """A copy with the given fields replaced (None values are ignored)."""
         changes = {key: value for key, value in overrides.items() if value is not None}
         unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
         if unknown:
             raise ValueError(f"unknown recipe setting(s): {', '.join(sorted(unknown))}")
-        return dataclasses.replace(self, **changes)
+        recipe = dataclasses.replace(self, **changes)
+        recipe.dropped_block_numbers  # a wrong block list is refused here, before any run folder exists
+        return recipe
 
     def parse_setting(self, text: str) -> tuple[str, object]:
         """`KEY=VALUE` from the command line, VALUE read as the type of the recipe's field."""

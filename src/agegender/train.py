@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import threading
@@ -253,32 +254,62 @@ def _teacher_targets(recipe: Recipe, train_rows: pd.DataFrame, val_rows: pd.Data
     return train - centre, val - centre
 
 
+def _counterless(name: str) -> str:
+    """A layer name without the counter Keras appends to an unnamed layer's (conv2d_4 -> conv2d)."""
+    return re.sub(r"_\d+$", "", name)
+
+
+def _start_pairs(model: keras.Model, start: keras.Model, dropped: tuple[str, ...], checkpoint: Path):
+    """(name, layer, start layer or None) for every layer with weights, through a nested backbone too. Top-level
+    layers pair by name; a backbone's pair in order, once the start's blocks this recipe drops are set aside,
+    because Keras names some of them by a counter that differs between two builds (conv2d, conv2d_4)."""
+    start_layers = {layer.name: layer for layer in start.layers if layer.weights}
+    for layer in (layer for layer in model.layers if layer.weights):
+        source = start_layers.pop(layer.name, None)
+        if not (isinstance(layer, keras.Model) and isinstance(source, keras.Model)):
+            yield layer.name, layer, source
+            continue
+        ours = [inner for inner in layer.layers if inner.weights]
+        theirs = [inner for inner in source.layers if inner.weights and not inner.name.startswith(dropped)]
+        for index, inner in enumerate(ours):
+            match = theirs[index] if index < len(theirs) else None
+            if match is not None and _counterless(match.name) != _counterless(inner.name):
+                match = None
+            yield f"{layer.name}/{inner.name}", inner, match
+        if len(theirs) > len(ours):
+            start_layers.update({f"{layer.name}/{inner.name}": inner for inner in theirs[len(ours):]})
+    yield from ((name, None, source) for name, source in start_layers.items())
+
+
 def _load_start_weights(model: keras.Model, run: Path, recipe: Recipe) -> list[str]:
     """Start `model` from `run`'s best checkpoint, layer by layer; returns the layers that start fresh.
 
     Every layer with weights must find one of the same name and weight shapes in the checkpoint, and every
-    such layer of the checkpoint must be used. The one exception: a run may change the kind of age output
+    such layer of the checkpoint must be used. The exceptions: a run may change the kind of age output
     (regression to distribution or back), and then the age output layers start fresh while everything below
     them (the backbone and both heads' hidden layers) takes the start weights; likewise the distillation
-    output when one run has a teacher and the other none.
+    output when one run has a teacher and the other none; and the checkpoint's Xception blocks that this
+    recipe drops (`dropped_blocks`) go unused.
     """
     checkpoint = run / BEST
     start_recipe = json.loads((run / CONFIG).read_text())["recipe"] if (run / CONFIG).is_file() else {}
     may_differ = () if start_recipe.get("age_output", "regression") == recipe.age_output else AGE_OUTPUT_LAYERS
     if bool(start_recipe.get("teacher_embeddings")) != bool(recipe.teacher_embeddings):
         may_differ += (EMBEDDING,)
-    start = {layer.name: layer for layer in keras.models.load_model(checkpoint, compile=False).layers if layer.weights}
-    fresh = []
-    for layer in (layer for layer in model.layers if layer.weights):
-        source = start.pop(layer.name, None)
-        if source is not None and [w.shape for w in source.weights] == [w.shape for w in layer.weights]:
+    dropped = tuple(f"block{number}_" for number in recipe.dropped_block_numbers)
+    start = keras.models.load_model(checkpoint, compile=False)
+    fresh, unused = [], []
+    for name, layer, source in _start_pairs(model, start, dropped, checkpoint):
+        if layer is None:
+            if name not in may_differ:
+                unused.append(name)
+        elif source is not None and [w.shape for w in source.weights] == [w.shape for w in layer.weights]:
             layer.set_weights(source.get_weights())
-        elif layer.name in may_differ:
-            fresh.append(layer.name)
+        elif name in may_differ:
+            fresh.append(name)
         else:
             raise StartWeightsError(f"cannot start from {checkpoint}: its network differs from this recipe's "
-                                    f"(layer {layer.name!r})")
-    unused = [name for name in start if name not in may_differ]
+                                    f"(layer {name!r})")
     if unused:
         raise StartWeightsError(f"cannot start from {checkpoint}: its network differs from this recipe's "
                                 f"(layers {unused} have no counterpart here)")

@@ -1,0 +1,115 @@
+"""Several exported models as one ONNX file: each member reads the same face, and their outputs are averaged
+(gender as log-odds, age in years). Networks pretrained on different data make different errors (Xception on
+ImageNet, dlib's ResNet on faces: reports/accuracy.md), so their average beats either of them alone."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .predictor import ModelError, resolve_model_path
+
+CLIP = 1e-7  # probabilities are clipped before their log-odds are taken, as calibration.logit does
+
+
+def average_models(models: list[str | Path], out: str | Path) -> Path:
+    """Write `out`: one graph running every member (.onnx files or run folders) on an N x S x S x 3 image batch,
+    S the largest member input size (each smaller member gets the batch resized, bilinear, in the graph).
+    Outputs `gender` (sigmoid of the mean log-odds) and `age` (the mean); other member outputs are left out.
+    Its metadata names the members; calibrate the result (agegender calibrate), as the members' calibrations
+    do not carry over."""
+    import onnx
+    from onnx import TensorProto, compose, helper, numpy_helper
+
+    if len(models) < 2:
+        raise ValueError("averaging needs at least two models")
+    paths = [resolve_model_path(model) for model in models]
+    loaded = []
+    for path in paths:
+        if path.suffix != ".onnx":
+            raise ModelError(f"{path}: average exported .onnx models (agegender export)")
+        try:
+            model = onnx.load(str(path))
+        except Exception as error:  # noqa: BLE001 - any load failure of a foreign file
+            raise ModelError(f"{path} is not a loadable ONNX model ({error})".splitlines()[0]) from None
+        outputs = {output.name for output in model.graph.output}
+        if len(model.graph.input) != 1 or not {"age", "gender"} <= outputs:
+            raise ModelError(f"{path} is not an agegender model (one image input, outputs age and gender)")
+        loaded.append(model)
+    sizes = [model.graph.input[0].type.tensor_type.shape.dim[1].dim_value for model in loaded]
+    size = max(sizes)
+
+    nodes, initializers, odds, ages, members = [], [], [], [], []
+    constant = _constants(initializers, numpy_helper)
+    batch = constant("batch_dims", np.array([0], np.int64))
+    nodes += [helper.make_node("Shape", ["image"], ["image_shape"]),
+              helper.make_node("Slice", ["image_shape", batch, constant("one", np.array([1], np.int64))],
+                               ["batch_size"])]
+    for index, (model, own_size, path) in enumerate(zip(loaded, sizes, paths)):
+        prefix = f"member{index}/"
+        members.append({"file": path.name, **_agegender_metadata(model)})
+        model = compose.add_prefix(model, prefix)
+        member_input = model.graph.input[0].name
+        if own_size == size:
+            nodes.append(helper.make_node("Identity", ["image"], [member_input]))
+        else:
+            resized = constant(f"{prefix}size", np.array([own_size, own_size, 3], np.int64))
+            nodes += [helper.make_node("Concat", ["batch_size", resized], [f"{prefix}sizes"], axis=0),
+                      helper.make_node("Resize", ["image", "", "", f"{prefix}sizes"], [member_input], mode="linear")]
+        nodes += list(model.graph.node)
+        initializers += list(model.graph.initializer)
+        # log(p) - log(1 - p) of the clipped female probability, and the age as it is
+        probability = f"{prefix}gender_clipped"
+        nodes += [helper.make_node("Clip", [f"{prefix}gender", constant("low", np.float32(CLIP)),
+                                            constant("high", np.float32(1 - CLIP))], [probability]),
+                  helper.make_node("Log", [probability], [f"{prefix}log_p"]),
+                  helper.make_node("Sub", [constant("unit", np.float32(1)), probability], [f"{prefix}q"]),
+                  helper.make_node("Log", [f"{prefix}q"], [f"{prefix}log_q"]),
+                  helper.make_node("Sub", [f"{prefix}log_p", f"{prefix}log_q"], [f"{prefix}odds"])]
+        odds.append(f"{prefix}odds")
+        ages.append(f"{prefix}age")
+    nodes += [helper.make_node("Mean", odds, ["mean_odds"]), helper.make_node("Sigmoid", ["mean_odds"], ["gender"]),
+              helper.make_node("Mean", ages, ["age"])]
+
+    graph = helper.make_graph(
+        nodes, "average", [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", size, size, 3])],
+        [helper.make_tensor_value_info(name, TensorProto.FLOAT, ["N", 1]) for name in ("age", "gender")],
+        initializers)
+    opsets = {}
+    for model in loaded:
+        for opset in model.opset_import:
+            opsets[opset.domain] = max(opsets.get(opset.domain, 0), opset.version)
+    combined = helper.make_model(graph, opset_imports=[helper.make_opsetid(domain, version)
+                                                       for domain, version in opsets.items()],
+                                 ir_version=max(model.ir_version for model in loaded))
+    weights = sorted({member.get("weights", "float32") for member in members})
+    combined.metadata_props.add(key="agegender", value=json.dumps({
+        "name": "average of " + " and ".join(member.get("name", member["file"]) for member in members),
+        "image_size": size, "weights": " and ".join(weights), "members": members}))
+    onnx.checker.check_model(combined)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(out.name + ".partial")
+    onnx.save(combined, str(partial))
+    os.replace(partial, out)
+    return out
+
+
+def _constants(initializers: list, numpy_helper):
+    """A function that adds a named constant (once) and returns its name."""
+    def constant(name: str, value: np.ndarray) -> str:
+        if name not in {tensor.name for tensor in initializers}:
+            initializers.append(numpy_helper.from_array(np.asarray(value), name))
+        return name
+    return constant
+
+
+def _agegender_metadata(model) -> dict:
+    """A member's own metadata, less what applies to it alone (its calibration and flip setting)."""
+    entries = {prop.key: prop.value for prop in model.metadata_props}
+    info = json.loads(entries.get("agegender", "{}"))
+    for key in ("age_interval", "gender_temperature", "test_time_flip", "calibrated_on"):
+        info.pop(key, None)
+    return info

@@ -1,0 +1,95 @@
+"""Averaging exported models into one ONNX file (agegender average)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from agegender.calibration import logit
+from agegender.cli import main
+from agegender.ensemble import average_models
+from agegender.predictor import AgeGenderModel, ModelError
+
+
+@pytest.fixture(scope="module")
+def untrained_onnx(tmp_path_factory):
+    """An untrained Model A at 48 px: a second member that disagrees with the tiny trained one."""
+    import keras
+
+    from agegender.export import export_onnx
+    from agegender.models import build_model
+    from agegender.recipes import get_recipe
+
+    keras.utils.set_random_seed(3)
+    folder = tmp_path_factory.mktemp("untrained")
+    model = build_model(get_recipe("seed-a").with_overrides(image_size=48), mean=np.full(3, 100.0),
+                        variance=np.full(3, 900.0))
+    model.save(folder / "untrained.keras")
+    return export_onnx(folder / "untrained.keras", folder / "untrained.onnx")
+
+
+def _expected(members: list[AgeGenderModel], pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    outputs = [member.predict_outputs(pixels[:, :member.image_size, :member.image_size]) for member in members]
+    odds = np.mean([logit(output["gender"]) for output in outputs], axis=0)
+    return np.mean([output["age"] for output in outputs], axis=0), 1 / (1 + np.exp(-odds))
+
+
+def test_the_average_of_two_models_is_their_mean_log_odds_and_mean_age(tiny_onnx, tmp_path):
+    out = average_models([tiny_onnx, tiny_onnx], tmp_path / "same.onnx")
+    rng = np.random.default_rng(0)
+    pixels = rng.uniform(0, 255, (6, 32, 32, 3)).astype("float32")
+    tiny = AgeGenderModel(tiny_onnx, flip=False).predict_outputs(pixels)
+    averaged = AgeGenderModel(out, flip=False)
+    assert averaged.image_size == 32
+    result = averaged.predict_outputs(pixels)
+    assert np.allclose(result["age"], tiny["age"], atol=1e-4)
+    assert np.allclose(result["gender"], np.clip(tiny["gender"], 1e-7, 1 - 1e-7), atol=1e-5)
+
+
+def test_members_of_different_sizes_read_one_face_resized_in_the_graph(tiny_onnx, untrained_onnx, tmp_path):
+    out = average_models([tiny_onnx, untrained_onnx], tmp_path / "pair.onnx")
+    averaged = AgeGenderModel(out, flip=False)
+    assert averaged.image_size == 48  # the largest member's size; the 32 px member gets the batch resized
+    # Faces of one colour look the same at any size, so each member's own output is known exactly.
+    colours = np.array([[200, 60, 60], [60, 60, 200], [120, 120, 120], [10, 240, 90]], "float32")
+    pixels = np.broadcast_to(colours[:, None, None, :], (4, 48, 48, 3)).copy()
+    members = [AgeGenderModel(path, flip=False) for path in (tiny_onnx, untrained_onnx)]
+    ages, females = _expected(members, pixels)
+    result = averaged.predict_outputs(pixels)
+    assert np.allclose(result["age"], ages, atol=1e-3) and np.allclose(result["gender"], females, atol=1e-5)
+    # Not one member's output: the two differ, and the average lies between them.
+    alone = [member.predict_outputs(pixels[:, :member.image_size, :member.image_size]) for member in members]
+    assert np.abs(alone[0]["age"] - alone[1]["age"]).max() > 1
+    assert np.all(result["age"] >= np.minimum(alone[0]["age"], alone[1]["age"]) - 1e-3)
+
+    info = averaged.metadata
+    assert info["image_size"] == 48 and [member["file"] for member in info["members"]] == ["tiny.onnx", "untrained.onnx"]
+    assert "gender_temperature" not in info and "age_interval" not in info  # members' calibrations do not carry over
+
+
+def test_an_average_is_made_calibrated_and_evaluated_from_the_command_line(tiny_onnx, untrained_onnx, utk_folder,
+                                                                            tmp_path, capsys):
+    out = tmp_path / "pair.onnx"
+    assert main(["average", str(tiny_onnx), str(untrained_onnx), "--out", str(out)]) == 0
+    assert "calibrate it" in capsys.readouterr().out
+    rows = ["--data", str(utk_folder), "--protocol", "full"]
+    assert main(["calibrate", str(out), *rows, "--no-flip"]) == 0
+    temperature = json.loads(capsys.readouterr().out)["gender_temperature"]
+    assert AgeGenderModel(out).gender_temperature == temperature
+    assert main(["evaluate", str(out), *rows, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["overall"]["n"] > 0
+
+
+def test_averaging_refuses_one_model_and_foreign_files_in_one_line(tiny_onnx, trained_run, tmp_path, capsys):
+    with pytest.raises(ValueError, match="at least two models"):
+        average_models([tiny_onnx], tmp_path / "one.onnx")
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"not onnx")
+    assert main(["average", str(tiny_onnx), str(junk), "--out", str(tmp_path / "out.onnx")]) == 2
+    error = capsys.readouterr().err
+    assert "is not a loadable ONNX model" in error and len(error.strip().splitlines()) == 1
+    assert main(["average", str(tiny_onnx), str(tmp_path / "missing.onnx"), "--out", str(tmp_path / "o.onnx")]) == 2
+    assert not (tmp_path / "out.onnx").exists() and not (tmp_path / "o.onnx").exists()
+    with pytest.raises(ModelError, match="exported .onnx"):
+        average_models([tiny_onnx, trained_run / "best.keras"], tmp_path / "k.onnx")
