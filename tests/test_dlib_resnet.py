@@ -82,3 +82,26 @@ def test_a_run_refused_for_its_backbone_weights_leaves_no_folder_behind(tmp_path
         train(get_recipe("dlib-resnet"), str(utk_folder), out, overrides={"epochs": 1}, backbone_weights=str(junk),
               verbose=0)
     assert not out.exists()  # so the same command with the right file starts afresh instead of asking for --resume
+
+
+def test_a_block_left_out_keeps_every_other_layer_and_its_dlib_weights(tmp_path):
+    from agegender.train import _load_start_weights
+
+    full = build_model(get_recipe("dlib-resnet"))
+    recipe = get_recipe("dlib-resnet").with_overrides(dropped_blocks="13")
+    trimmed = build_model(recipe)
+    names = {layer.name for layer in trimmed.get_layer("dlib_resnet").layers}
+    assert not names & {"dlib_conv25", "dlib_conv26", "dlib_affine25", "dlib_affine26"}
+    assert {"dlib_conv24", "dlib_affine24", "dlib_conv27", "dlib_conv28"} <= names
+    assert full.count_params() - trimmed.count_params() == 2 * (9 * 256 * 256 + 256) + 2 * (256 + 256)
+    # The convolutions after the gap still carry their own weights from dlib's file, not a neighbour's.
+    assert np.array_equal(trimmed.get_layer("dlib_resnet").get_layer("dlib_conv27").get_weights()[0],
+                          full.get_layer("dlib_resnet").get_layer("dlib_conv27").get_weights()[0])
+    # A warm start from the whole network sets the block's weights aside and takes every other layer.
+    (tmp_path / "full").mkdir()
+    full.save(tmp_path / "full" / "best.keras")
+    assert _load_start_weights(trimmed, tmp_path / "full", recipe) == []
+    assert np.array_equal(trimmed.get_layer("gender").get_weights()[0], full.get_layer("gender").get_weights()[0])
+    for wrong in ("4", "14", "0"):  # blocks that downsample or widen cannot be left out
+        with pytest.raises(ValueError, match="that keep their input's shape"):
+            recipe.with_overrides(dropped_blocks=wrong)

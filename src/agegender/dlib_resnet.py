@@ -98,10 +98,11 @@ def preprocessing_layer():
     return layers.Rescaling(1 / 256.0, offset=(-np.array(MEAN_RGB) / 256.0).tolist(), name="rescale_dlib")
 
 
-def build_backbone(weights: str | Path, include_embedding: bool = False):
+def build_backbone(weights: str | Path, include_embedding: bool = False, dropped_blocks: list[int] = ()):
     """A Keras model with the weights of dlib's .dat file `weights`: 150 px inputs scaled by `preprocessing_layer`
     in, the 256 pooled features out, or with `include_embedding` dlib's 128-number face embedding (its last
-    layer, which age and gender do not use)."""
+    layer, which age and gender do not use). `dropped_blocks` (numbered 1-14 in order) are left out; the
+    layers kept keep their names (dlib_conv{index} counts every convolution of the whole network)."""
     import keras
     from keras import layers
 
@@ -144,9 +145,15 @@ def build_backbone(weights: str | Path, include_embedding: bool = False):
 
     x = layers.ReLU()(scale(conv(x, 32, 7, 2)))
     x = layers.MaxPooling2D(3, strides=2)(x)
+    number = 0
     for filters, blocks, downsamples in _STAGES:
         for block in range(blocks):
+            number += 1
             stride = 2 if downsamples and block == 0 else 1
+            if number in dropped_blocks:  # its sum would pass the input on; ReLU leaves that unchanged
+                counter["conv"] += 2
+                counter["scale"] += 2
+                continue
             y = layers.ReLU()(scale(conv(x, filters, 3, stride)))
             y = scale(conv(y, filters, 3, 1))
             shortcut = layers.AveragePooling2D(2, strides=2)(x) if stride == 2 else x

@@ -162,13 +162,24 @@ def build_dlib_resnet(recipe: Recipe, backbone_weights: str | None = None, mean=
                            "dlib_face_recognition_resnet_model_v1.dat or leave --backbone-weights out for the one "
                            "face-recognition-models ships")
     try:
-        base = dlib_resnet.build_backbone(backbone_weights or dlib_resnet.default_weights_path())
+        base = dlib_resnet.build_backbone(backbone_weights or dlib_resnet.default_weights_path(),
+                                          dropped_blocks=recipe.dropped_block_numbers)
     except dlib_resnet.DlibFileError as error:
         raise WeightsError(str(error)) from None
     for layer in base.layers[: recipe.frozen_layers]:  # e.g. a head-only first stage (linear probe)
         layer.trainable = False
     inputs = keras.Input((recipe.image_size, recipe.image_size, 3), name="image")
     return _with_model_b_heads(recipe, inputs, base(preprocessing_layer(recipe, mean, variance)(inputs)))
+
+
+def dropped_layer(recipe: Recipe):
+    """Whether a backbone layer of the full network belongs to a block that `recipe` leaves out."""
+    numbers = recipe.dropped_block_numbers
+    if recipe.architecture == "dlib_resnet":  # block n holds dlib_conv{2n-1}, dlib_conv{2n} and their scales
+        names = {f"dlib_{kind}{2 * n - offset}" for n in numbers for kind in ("conv", "affine") for offset in (1, 0)}
+        return lambda name: name in names
+    prefixes = tuple(f"block{number}_" for number in numbers)
+    return lambda name: name.startswith(prefixes) if prefixes else False
 
 
 def build_model(recipe: Recipe, backbone_weights: str | None = None, mean=None, variance=None) -> keras.Model:

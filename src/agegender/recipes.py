@@ -12,7 +12,10 @@ from dataclasses import dataclass, field
 # full: 80:20 of every image; 5k: a fixed 5,000-image subset split 4,000/1,000; holdout: full with its
 # validation part cut in two, half kept as a test split for final figures only.
 PROTOCOLS = ("full", "5k", "holdout")
-MIDDLE_BLOCKS = tuple(range(5, 13))  # Xception's middle flow: eight residual blocks of the same shape
+# The residual blocks that keep their input's shape, so that the network still fits together without them:
+# Xception's middle flow (blocks 5-12), and dlib's ResNet blocks (1-14 in order) that neither downsample nor
+# widen (dlib_resnet.py).
+DROPPABLE_BLOCKS = {"xception": tuple(range(5, 13)), "dlib_resnet": (1, 2, 3, 5, 6, 7, 9, 10, 12, 13)}
 LOSS_OUTPUTS = ("gender", "age", "age_distribution", "embedding")  # the outputs a loss weight can name
 
 
@@ -48,9 +51,9 @@ class Recipe:
     # Xception BatchNorm stays frozen in inference mode (ImageNet statistics and scales) while the rest trains.
     frozen_layers: int = 0
     backbone_batchnorm_inference: bool = False
-    # Xception middle-flow blocks (5-12) left out, e.g. "6,10,12": each is a residual block, so the rest still
-    # fits together, and each is 1.6 million weights (1.6 MB at int8) fewer; a run that drops them may start
-    # from one that has them (--init-from), which then lend the network every other weight.
+    # Residual blocks left out (DROPPABLE_BLOCKS), e.g. "6,10,12" of Xception's middle flow (1.6 million weights,
+    # 1.6 MB at int8, each) or "13" of dlib's ResNet (1.2 million): to fit a size limit. A run that drops them
+    # may start from one that has them (--init-from), which then lends the network every other weight.
     dropped_blocks: str = ""
     # Age output: "regression" (one number, MSE: the report's) or "distribution" (a softmax over ages 0-100
     # trained towards a Gaussian around the true age, KL divergence, with the expected value as the age and
@@ -84,12 +87,13 @@ class Recipe:
         try:
             numbers = sorted({int(part) for part in self.dropped_blocks.split(",") if part.strip()})
         except ValueError:
-            numbers = [0]
-        if any(number not in MIDDLE_BLOCKS for number in numbers):
-            raise ValueError(f"dropped_blocks={self.dropped_blocks!r}: expected Xception middle-flow block numbers "
-                             f"({MIDDLE_BLOCKS[0]}-{MIDDLE_BLOCKS[-1]}) separated by commas")
-        if numbers and self.architecture != "xception":
-            raise ValueError("dropped_blocks applies to the xception architecture only")
+            numbers = [-1]
+        if numbers and self.architecture not in DROPPABLE_BLOCKS:
+            raise ValueError(f"dropped_blocks applies to the {' and '.join(DROPPABLE_BLOCKS)} architectures only")
+        allowed = DROPPABLE_BLOCKS.get(self.architecture, ())
+        if any(number not in allowed for number in numbers):
+            raise ValueError(f"dropped_blocks={self.dropped_blocks!r}: expected block numbers of {self.architecture} "
+                             f"that keep their input's shape ({', '.join(map(str, allowed))}), separated by commas")
         return numbers
 
     def with_overrides(self, **overrides) -> "Recipe":

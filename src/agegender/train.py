@@ -22,7 +22,7 @@ import pandas as pd
 from . import data
 from .evaluate import breakdown, history_summary, plot_history, write_evaluation
 from .images import load_crops
-from .models import AGE_OUTPUT_LAYERS, EMBEDDING, WeightsError, build_model, compile_model
+from .models import AGE_OUTPUT_LAYERS, EMBEDDING, WeightsError, build_model, compile_model, dropped_layer
 from .pipeline import channel_statistics, make_dataset
 from .recipes import Recipe
 from .teacher import load_teacher_embeddings, load_teacher_outputs
@@ -259,7 +259,7 @@ def _counterless(name: str) -> str:
     return re.sub(r"_\d+$", "", name)
 
 
-def _start_pairs(model: keras.Model, start: keras.Model, dropped: tuple[str, ...], checkpoint: Path):
+def _start_pairs(model: keras.Model, start: keras.Model, dropped):
     """(name, layer, start layer or None) for every layer with weights, through a nested backbone too. Top-level
     layers pair by name; a backbone's pair in order, once the start's blocks this recipe drops are set aside,
     because Keras names some of them by a counter that differs between two builds (conv2d, conv2d_4)."""
@@ -270,7 +270,7 @@ def _start_pairs(model: keras.Model, start: keras.Model, dropped: tuple[str, ...
             yield layer.name, layer, source
             continue
         ours = [inner for inner in layer.layers if inner.weights]
-        theirs = [inner for inner in source.layers if inner.weights and not inner.name.startswith(dropped)]
+        theirs = [inner for inner in source.layers if inner.weights and not dropped(inner.name)]
         for index, inner in enumerate(ours):
             match = theirs[index] if index < len(theirs) else None
             if match is not None and _counterless(match.name) != _counterless(inner.name):
@@ -296,10 +296,9 @@ def _load_start_weights(model: keras.Model, run: Path, recipe: Recipe) -> list[s
     may_differ = () if start_recipe.get("age_output", "regression") == recipe.age_output else AGE_OUTPUT_LAYERS
     if bool(start_recipe.get("teacher_embeddings")) != bool(recipe.teacher_embeddings):
         may_differ += (EMBEDDING,)
-    dropped = tuple(f"block{number}_" for number in recipe.dropped_block_numbers)
     start = keras.models.load_model(checkpoint, compile=False)
     fresh, unused = [], []
-    for name, layer, source in _start_pairs(model, start, dropped, checkpoint):
+    for name, layer, source in _start_pairs(model, start, dropped_layer(recipe)):
         if layer is None:
             if name not in may_differ:
                 unused.append(name)
