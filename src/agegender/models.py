@@ -118,20 +118,19 @@ def build_xception(recipe: Recipe, backbone_weights: str | None = None, mean=Non
         for layer in base.layers:
             if isinstance(layer, layers.BatchNormalization):
                 layer.trainable = False
-    pooled = layers.GlobalAveragePooling2D(name="pool")(without_blocks(base, recipe.dropped_block_numbers)(x))
+    pooled = layers.GlobalAveragePooling2D(name="pool")(without_blocks(base, dropped_layer(recipe))(x))
     return _with_model_b_heads(recipe, inputs, pooled)
 
 
-def without_blocks(base: keras.Model, blocks: list[int]) -> keras.Model:
-    """Xception `base` with the middle-flow `blocks` left out: each block's residual sum passes its input on.
-    The layers kept are `base`'s own (same names and weights), so a checkpoint of the whole network fits them."""
-    if not blocks:
+def without_blocks(base: keras.Model, dropped) -> keras.Model:
+    """Xception `base` without the layers for which `dropped(name)` holds (whole middle-flow blocks): each such
+    block's residual sum passes its input on. The layers kept are `base`'s own (same names and weights)."""
+    if not any(dropped(layer.name) for layer in base.layers):
         return base
-    left_out = tuple(f"block{number}_" for number in blocks)
     inputs = keras.Input(base.input_shape[1:], name=base.layers[0].name)
     rebuilt = {id(base.inputs[0]): inputs}  # base's tensors -> this network's
     for layer in base.layers[1:]:
-        if layer.name.startswith(left_out):
+        if dropped(layer.name):
             continue
         sources = layer.input if isinstance(layer.input, list) else [layer.input]
         kept = [rebuilt[id(tensor)] for tensor in sources if id(tensor) in rebuilt]
@@ -178,8 +177,8 @@ def dropped_layer(recipe: Recipe):
     if recipe.architecture == "dlib_resnet":  # block n holds dlib_conv{2n-1}, dlib_conv{2n} and their scales
         names = {f"dlib_{kind}{2 * n - offset}" for n in numbers for kind in ("conv", "affine") for offset in (1, 0)}
         return lambda name: name in names
-    prefixes = tuple(f"block{number}_" for number in numbers)
-    return lambda name: name.startswith(prefixes) if prefixes else False
+    prefixes = tuple(f"block{number}_" for number in numbers)  # Xception's names: block6_sepconv1, ...
+    return lambda name: bool(prefixes) and name.startswith(prefixes)
 
 
 def build_model(recipe: Recipe, backbone_weights: str | None = None, mean=None, variance=None) -> keras.Model:
