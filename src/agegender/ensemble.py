@@ -42,7 +42,12 @@ def average_models(models: list[str | Path], out: str | Path) -> Path:
     size = max(sizes)
 
     nodes, initializers, odds, ages, members = [], [], [], [], []
-    constant = _constants(initializers, numpy_helper)
+    constants = {}  # name -> tensor of the graph's own constants, each added once
+
+    def constant(name: str, value) -> str:
+        constants.setdefault(name, numpy_helper.from_array(np.asarray(value), name))
+        return name
+
     batch = constant("batch_dims", np.array([0], np.int64))
     nodes += [helper.make_node("Shape", ["image"], ["image_shape"]),
               helper.make_node("Slice", ["image_shape", batch, constant("one", np.array([1], np.int64))],
@@ -76,7 +81,7 @@ def average_models(models: list[str | Path], out: str | Path) -> Path:
     graph = helper.make_graph(
         nodes, "average", [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", size, size, 3])],
         [helper.make_tensor_value_info(name, TensorProto.FLOAT, ["N", 1]) for name in ("age", "gender")],
-        initializers)
+        initializers + list(constants.values()))
     opsets = {}
     for model in loaded:
         for opset in model.opset_import:
@@ -95,15 +100,6 @@ def average_models(models: list[str | Path], out: str | Path) -> Path:
     onnx.save(combined, str(partial))
     os.replace(partial, out)
     return out
-
-
-def _constants(initializers: list, numpy_helper):
-    """A function that adds a named constant (once) and returns its name."""
-    def constant(name: str, value: np.ndarray) -> str:
-        if name not in {tensor.name for tensor in initializers}:
-            initializers.append(numpy_helper.from_array(np.asarray(value), name))
-        return name
-    return constant
 
 
 def _agegender_metadata(model) -> dict:
