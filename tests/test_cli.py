@@ -170,3 +170,21 @@ def test_calibrating_a_distribution_model_keeps_its_own_intervals_and_widens_the
     np.testing.assert_allclose(outputs["age_high"], np.maximum(own_high + widen, 0))
     assert main(["evaluate", str(model), *rows, "--json"]) == 0
     assert 0.0 <= json.loads(capsys.readouterr().out)["overall"]["age_interval_coverage"] <= 1.0
+
+
+def test_train_keeps_settings_given_with_set_when_the_matching_flag_is_absent(monkeypatch, tmp_path, capsys):
+    import agegender.train
+
+    seen = {}
+
+    def fake_train(recipe, data, out, overrides, **kwargs):
+        seen.update(overrides)
+        return {}
+
+    monkeypatch.setattr(agegender.train, "train", fake_train)
+    main(["train", "--recipe", "xception", "--data", str(tmp_path), "--out", str(tmp_path / "run"),
+          "--set", "protocol=holdout", "--set", "epochs=3"])
+    assert seen["protocol"] == "holdout" and seen["epochs"] == 3
+    main(["train", "--recipe", "xception", "--data", str(tmp_path), "--out", str(tmp_path / "run"),
+          "--set", "protocol=holdout", "--protocol", "5k"])
+    assert seen["protocol"] == "5k"  # an explicit flag still wins

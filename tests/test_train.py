@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -239,3 +240,16 @@ def test_a_run_that_drops_xception_blocks_starts_from_one_that_has_them(tmp_path
     fewer = recipe.with_overrides(dropped_blocks="7")
     with pytest.raises(StartWeightsError, match="block11_sepconv1"):
         _load_start_weights(build_model(fewer), tmp_path / "trimmed", fewer)
+
+
+def test_a_warm_start_knows_the_same_images_under_another_spelling_of_their_path(trained_run, monkeypatch):
+    from agegender import data
+    from agegender.train import _check_same_split
+
+    split = data.load_split(trained_run / "split.csv")
+    folder = Path(split["path"].iloc[0]).parent
+    monkeypatch.chdir(folder.parent)
+    relative = split.assign(path=[f"{folder.name}/{Path(path).name}" for path in split["path"]])
+    _check_same_split(trained_run, relative)  # e.g. ../shared/... in one run, /work/shared/... in the other
+    with pytest.raises(RunError, match="different split"):
+        _check_same_split(trained_run, relative.assign(split=relative["split"].iloc[::-1].to_numpy()))

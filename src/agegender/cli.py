@@ -22,8 +22,10 @@ def _train(args) -> int:
 
     recipe = get_recipe(args.recipe)
     overrides = recipe.parse_settings(args.set)
-    overrides.update({"protocol": args.protocol, "epochs": args.epochs, "batch_size": args.batch_size,
-                      "seed": args.seed, "mixed_precision": True if args.mixed_precision else None})
+    flags = {"protocol": args.protocol, "epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed,
+             "mixed_precision": True if args.mixed_precision else None}
+    # a flag left out keeps what --set gave (--set protocol=holdout is not undone by an absent --protocol)
+    overrides.update({key: value for key, value in flags.items() if value is not None})
     metrics = train(recipe, args.data, args.out, resume=args.resume, overrides=overrides,
                     backbone_weights=args.backbone_weights, init_from=args.init_from)
     print(json.dumps(metrics, indent=2))

@@ -89,10 +89,12 @@ def _check_same_split(init_from: Path, split: pd.DataFrame) -> None:
     validation or test images here, and the new run's figures would no longer be honest."""
     if not (init_from / BEST).is_file():
         raise RunError(f"{init_from} holds no {BEST} to start from; name a run folder that has finished an epoch")
-    earlier = data.load_split(init_from / SPLIT)
-    columns = ["path", "split"]
-    same = (earlier[columns].sort_values("path").reset_index(drop=True)
-            .equals(split[columns].sort_values("path").reset_index(drop=True)))
+    def assignment(frame: pd.DataFrame) -> pd.DataFrame:
+        # by resolved path: the same images named ../shared/... in one run and /work/shared/... in another
+        resolved = frame["path"].map(os.path.realpath)
+        return pd.DataFrame({"path": resolved, "split": frame["split"]}).sort_values("path").reset_index(drop=True)
+
+    same = assignment(data.load_split(init_from / SPLIT)).equals(assignment(split))
     if not same:
         raise RunError(f"{init_from} was trained on a different split; a warm start needs the same data, "
                        "protocol and seed (otherwise its training images could be validation or test images here)")
