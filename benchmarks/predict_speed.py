@@ -61,14 +61,15 @@ def main() -> None:
     predictor = Predictor(args.model)
     model = predictor.model
     rng = np.random.default_rng(0)
-    paths = read_dataset(args.data).sample(args.photos, random_state=0)["path"].tolist()
+    # at least 32 faces, so that a batch is 32 whatever --photos says
+    paths = read_dataset(args.data).sample(max(args.photos, 32), random_state=0)["path"].tolist()
     crops = np.stack([model.resize(np.asarray(Image.open(p).convert("RGB"))) for p in paths[:32]])
     single = median_ms(lambda: model.predict_pixels(crops[:1]), 200)
-    batch = median_ms(lambda: model.predict_pixels(crops, batch_size=32), 30) / 32
+    batch = median_ms(lambda: model.predict_pixels(crops, batch_size=32), 30) / len(crops)
 
     with tempfile.TemporaryDirectory() as folder:
         photos = [Path(__file__).resolve().parents[1] / "examples" / "astronaut.jpg"]
-        for index, path in enumerate(paths):
+        for index, path in enumerate(paths[:args.photos]):
             photo = paste_into_photo(Image.open(path).convert("RGB"), rng)
             photo = photo.resize((448, 448)) if index % 2 else photo
             photos.append(Path(folder) / f"photo{index}.jpg")

@@ -128,3 +128,14 @@ def test_the_shipped_default_model_labels_the_example_photo():
     assert len(faces) == 1
     assert faces[0].gender == "female" and 20 <= faces[0].age <= 65  # Eileen Collins was 42 in this 1998 photo
     assert faces[0].age_low < faces[0].age < faces[0].age_high  # the shipped model carries its calibration
+
+
+def test_the_shipped_default_model_stays_within_the_size_limit_and_documents_its_calibration():
+    from agegender.predictor import DEFAULT_MODEL, AgeGenderModel
+
+    if not DEFAULT_MODEL.is_file():
+        pytest.skip("no default model shipped yet")
+    assert DEFAULT_MODEL.stat().st_size <= 25_000_000  # the predict issue's limit for the shipped model
+    model = AgeGenderModel(DEFAULT_MODEL)
+    assert model.gender_temperature > 0 and model.age_interval["level"] == 0.8  # calibrated before shipping
+    assert (DEFAULT_MODEL.parent / "MODEL_CARD.md").is_file()

@@ -39,7 +39,9 @@ def test_protocol_splits_keep_groups_whole(utkface, protocol, train, val):
 
 
 @pytest.mark.parametrize("run", ["seed-a", "holdout-xception-balanced", "holdout-xception-full-finetune",
-                                 "holdout-xception-stage2"])
+                                 "holdout-xception-stage2", "holdout-xception-trimmed-2",
+                                 "holdout-xception-trimmed-2-stage2", "holdout-dlib-resnet-probe",
+                                 "holdout-dlib-resnet-lpft", "holdout-dlib-resnet-trimmed"])
 def test_holdout_test_split_was_never_trained_on_by_a_shipped_run(utkface, run):
     """The shipped models' runs (now and before): none of their training images are in holdout's test split."""
     saved = RUNS / run / "split.csv"
