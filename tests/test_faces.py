@@ -82,7 +82,10 @@ def test_flip_averages_each_face_with_its_own_mirror_image(tiny_onnx):
 
     for name, values in expected.items():
         np.testing.assert_allclose(flipped[name], values, rtol=1e-5, atol=1e-5)
-        assert not np.allclose(scale(name, values), scale(name, plain.predict_outputs(pixels)[name]))
+    # ...and the mirror images make a difference, so the check above could fail (one output may be flat: a
+    # tiny model's ReLU age output can be 0 for every one of these faces)
+    assert any(not np.allclose(scale(name, values), scale(name, plain.predict_outputs(pixels)[name]))
+               for name, values in expected.items())
 
 
 def _bad_inputs(tmp_path):
