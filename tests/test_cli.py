@@ -172,7 +172,7 @@ def test_calibrating_a_distribution_model_keeps_its_own_intervals_and_widens_the
     assert 0.0 <= json.loads(capsys.readouterr().out)["overall"]["age_interval_coverage"] <= 1.0
 
 
-def test_train_keeps_settings_given_with_set_when_the_matching_flag_is_absent(monkeypatch, tmp_path, capsys):
+def test_train_keeps_settings_given_with_set_when_the_matching_flag_is_absent(monkeypatch, tmp_path):
     import agegender.train
 
     seen = {}
