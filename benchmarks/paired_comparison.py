@@ -14,7 +14,8 @@ from math import comb
 
 import numpy as np
 
-from agegender.data import GENDERS, RACES, age_bracket, protocol_split, read_dataset
+from agegender.data import protocol_split, read_dataset
+from agegender.evaluate import GROUPS, group_rows
 from agegender.images import load_crops
 from agegender.predictor import AgeGenderModel
 from agegender.recipes import Recipe
@@ -47,11 +48,9 @@ def main() -> None:
         readable &= ok
 
     groups = [("overall", np.ones(len(rows), bool))]
-    brackets = rows["age"].map(age_bracket)
-    groups += [(f"age {b}", (brackets == b).to_numpy()) for b in sorted(brackets.unique(), key=lambda b: int(b.split("-")[0].rstrip("+")))]
-    groups += [(f"gender {GENDERS[g]}", (rows["gender"] == g).to_numpy()) for g in (0, 1)]
-    races = rows["race"]
-    groups += [(f"race {RACES[r]}", (races == r).fillna(False).to_numpy()) for r in sorted(races.dropna().unique())]
+    for section, label in GROUPS:  # the groups `agegender evaluate` reports
+        for name, members in group_rows(rows).get(section, {}).items():
+            groups.append((f"{label} {name}", rows.index.isin(members)))
 
     print(f"{args.old} (old) against {args.new} (new), the {args.split_name} part of protocol holdout\n")
     print("| group | faces | gender: only old right | only new right | McNemar p | age error drop (years) |")

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from .calibration import gender_reliability
-from .data import GENDERS, RACES, age_bracket
+from .data import AGE_BRACKETS, GENDERS, RACES, age_bracket
 
 
 def _scores(part: pd.DataFrame) -> dict:
@@ -25,6 +25,19 @@ def _scores(part: pd.DataFrame) -> dict:
 GROUPS = (("age_bracket", "age"), ("gender", "gender"), ("race", "race"))
 
 
+def group_rows(frame: pd.DataFrame) -> dict[str, dict[str, pd.Index]]:
+    """The rows of each non-empty group: per age bracket (in age order), per gender and per race (where labelled)."""
+    brackets = frame["age"].map(age_bracket)
+    sections = {"age_bracket": {name: brackets.index[brackets == name]
+                                for name in (age_bracket(low) for low, _ in AGE_BRACKETS)},
+                "gender": {GENDERS[g]: frame.index[frame["gender"] == g] for g in (0, 1)}}
+    if "race" in frame and frame["race"].notna().any():
+        races = frame["race"].dropna().astype(int)
+        sections["race"] = {RACES[r]: races.index[races == r] for r in sorted(races.unique())}
+    return {section: {name: rows for name, rows in groups.items() if len(rows)}
+            for section, groups in sections.items()}
+
+
 def breakdown(frame: pd.DataFrame) -> dict:
     """Gender accuracy and age MAE overall, per age bracket, per gender and per race (where labelled).
 
@@ -35,13 +48,8 @@ def breakdown(frame: pd.DataFrame) -> dict:
     if frame.empty:
         raise ValueError("nothing to evaluate: no readable labelled images")
     result = {"overall": _scores(frame)}
-    brackets = frame["age"].map(age_bracket)
-    order = [b for b in ("0-9", "10-19", "20-39", "40-59", "60+") if (brackets == b).any()]
-    result["age_bracket"] = {b: _scores(frame[brackets == b]) for b in order}
-    result["gender"] = {GENDERS[g]: _scores(frame[frame["gender"] == g]) for g in (0, 1) if (frame["gender"] == g).any()}
-    if "race" in frame and frame["race"].notna().any():
-        races = frame["race"].dropna().astype(int)
-        result["race"] = {RACES[r]: _scores(frame.loc[races.index[races == r]]) for r in sorted(races.unique())}
+    for section, groups in group_rows(frame).items():
+        result[section] = {name: _scores(frame.loc[rows]) for name, rows in groups.items()}
     result["worst"] = {section: {"age_mae": max(result[section], key=lambda g: result[section][g]["age_mae"]),
                                  "gender_accuracy": min(result[section],
                                                         key=lambda g: result[section][g]["gender_accuracy"])}
