@@ -133,6 +133,21 @@ def test_the_shipped_default_model_labels_the_example_photo():
     assert faces[0].age_low < faces[0].age < faces[0].age_high  # the shipped model carries its calibration
 
 
+def test_the_shipped_model_runs_face_and_mirror_image_unless_told_to_run_one_pass(capsys):
+    from agegender.predictor import DEFAULT_MODEL
+
+    if not DEFAULT_MODEL.is_file():
+        pytest.skip("no default model shipped yet")
+    both, one_pass = Predictor(), Predictor(flip=False)
+    assert both.model.flip and not one_pass.model.flip  # the shipped model's metadata asks for the flip
+    face, plain = both.predict(EXAMPLE)[0], one_pass.predict(EXAMPLE)[0]
+    assert (face.age, face.gender_probability) != (plain.age, plain.gender_probability)
+    assert main(["predict", str(EXAMPLE), "--no-flip", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)["faces"][0]
+    assert printed["age"] == pytest.approx(plain.age, abs=0.06)
+    assert printed["gender_probability"] == pytest.approx(plain.gender_probability, abs=1e-3)
+
+
 def test_the_shipped_default_model_stays_within_the_size_limit_and_documents_its_calibration():
     from agegender.predictor import DEFAULT_MODEL, AgeGenderModel
 

@@ -28,6 +28,12 @@ def test_health_names_the_loaded_model(client):
     assert reply["status"] == "ok" and reply["model_file"] == "tiny.onnx" and reply["version"]
 
 
+def test_the_flip_setting_can_be_chosen_at_start(client, tiny_onnx):
+    assert client.get("/healthz").json()["test_time_flip"] is False  # as the model's metadata says: none
+    with_flip = TestClient(create_app(tiny_onnx, flip=True))
+    assert with_flip.get("/healthz").json()["test_time_flip"] is True
+
+
 def test_a_photo_with_a_face(client):
     reply = client.post("/v1/predict", files={"image": ("a.jpg", EXAMPLE.read_bytes(), "image/jpeg")})
     assert reply.status_code == 200

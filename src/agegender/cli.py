@@ -149,7 +149,7 @@ def _compare(args) -> int:
 def _serve(args) -> int:
     from .serve import run
 
-    run(args.host, args.port, args.model, args.max_upload_mb)
+    run(args.host, args.port, args.model, args.max_upload_mb, args.flip)
     return 0
 
 
@@ -176,7 +176,7 @@ def _predict(args) -> int:
     from .images import open_rgb
     from .predictor import Predictor
 
-    predictor = Predictor(args.model, min_score=args.min_score)
+    predictor = Predictor(args.model, min_score=args.min_score, flip=args.flip)
     files = _expand(args.inputs)
     records, no_face, errors = [], [], []
     if args.annotate:
@@ -241,16 +241,19 @@ def parser() -> argparse.ArgumentParser:
                        "fresh), e.g. to fine-tune the whole backbone after a first stage")
     train.set_defaults(run=_train)
 
+    def add_flip_arguments(command) -> None:
+        flip = command.add_mutually_exclusive_group()
+        flip.add_argument("--flip", action="store_true", default=None,
+                          help="average each face with its mirror image (default: as the model's metadata says)")
+        flip.add_argument("--no-flip", dest="flip", action="store_false", help="one pass per face: faster")
+
     def add_rows_arguments(command, default_split: str) -> None:
         command.add_argument("--data", help="labelled data (as for train)")
         command.add_argument("--protocol", choices=PROTOCOLS, help="with --data: only one split of this protocol")
         command.add_argument("--seed", type=int, help="the protocol's seed (default: the recipes' 1337)")
         command.add_argument("--split", help="instead of --data, a run's split.csv")
         command.add_argument("--split-name", help=f"which split's rows ({default_split})")
-        flip = command.add_mutually_exclusive_group()
-        flip.add_argument("--flip", action="store_true", default=None,
-                          help="average each face with its mirror image (default: as the model's metadata says)")
-        flip.add_argument("--no-flip", dest="flip", action="store_false")
+        add_flip_arguments(command)
 
     evaluate = commands.add_parser("evaluate", help="accuracy and MAE overall and per age, gender and race")
     evaluate.add_argument("model", help="a .keras or .onnx model, or a run folder")
@@ -271,6 +274,7 @@ def parser() -> argparse.ArgumentParser:
     predict.add_argument("inputs", nargs="+", help="photos (JPEG, PNG, WebP, ...) or folders of them")
     predict.add_argument("--model", help="a .onnx or .keras model, or a run folder (default: the shipped model)")
     predict.add_argument("--aligned", action="store_true", help="inputs are ready face crops like UTKFace's")
+    add_flip_arguments(predict)
     predict.add_argument("--annotate", metavar="OUT_DIR", help="save copies with boxes and labels here")
     predict.add_argument("--min-score", type=float, help="detector confidence to keep a face (default 0.2; "
                          "lower finds more faces and more false ones)")
@@ -312,6 +316,7 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--model", help="a .onnx or .keras model, or a run folder (default: the shipped model)")
     serve.add_argument("--max-upload-mb", type=float, default=10.0, help="largest accepted upload (default 10)")
+    add_flip_arguments(serve)
     serve.set_defaults(run=_serve)
     return main
 

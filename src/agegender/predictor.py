@@ -148,10 +148,12 @@ class Face:
 
 class Predictor:
     """Photos in, faces with age and gender out. `model`: a .onnx/.keras file or run folder; None: the default.
-    `min_score`: detector confidence below which a detection is dropped (None: faces.MIN_SCORE)."""
+    `min_score`: detector confidence below which a detection is dropped (None: faces.MIN_SCORE).
+    `flip`: average each face with its mirror image (None: as the model's metadata says; False: one pass,
+    faster)."""
 
-    def __init__(self, model: str | Path | None = None, min_score: float | None = None):
-        self.model = AgeGenderModel(model)
+    def __init__(self, model: str | Path | None = None, min_score: float | None = None, flip: bool | None = None):
+        self.model = AgeGenderModel(model, flip=flip)
         self.min_score = min_score
         self._finder = None
 

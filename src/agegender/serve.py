@@ -86,8 +86,9 @@ def error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
-def create_app(model: str | Path | None = None, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES) -> FastAPI:
-    predictor = Predictor(model)
+def create_app(model: str | Path | None = None, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
+               flip: bool | None = None) -> FastAPI:
+    predictor = Predictor(model, flip=flip)
     predictor.finder  # load the detector now, not on the first request
     lock = threading.Lock()
     app = FastAPI(title="agegender", version=__version__,
@@ -102,7 +103,7 @@ def create_app(model: str | Path | None = None, max_upload_bytes: int = DEFAULT_
     def healthz() -> dict:
         """The service is up and its model is loaded."""
         return {"status": "ok", "version": __version__, "model": predictor.model.metadata.get("name"),
-                "model_file": predictor.model.path.name}
+                "model_file": predictor.model.path.name, "test_time_flip": predictor.model.flip}
 
     @app.post("/v1/predict", responses={400: {}, 413: {}, 415: {}, 422: {}})
     def predict(image: UploadFile = File(..., description="a photo: JPEG, PNG, WebP, BMP or GIF")) -> dict:
@@ -137,7 +138,7 @@ def create_app(model: str | Path | None = None, max_upload_bytes: int = DEFAULT_
     return app
 
 
-def run(host: str, port: int, model: str | None, max_upload_mb: float) -> None:
+def run(host: str, port: int, model: str | None, max_upload_mb: float, flip: bool | None = None) -> None:
     import uvicorn
 
-    uvicorn.run(create_app(model, int(max_upload_mb * 1024 * 1024)), host=host, port=port)
+    uvicorn.run(create_app(model, int(max_upload_mb * 1024 * 1024), flip), host=host, port=port)
