@@ -41,9 +41,12 @@ def test_protocol_splits_keep_groups_whole(utkface, protocol, train, val):
 @pytest.mark.parametrize("run", ["seed-a", "holdout-xception-balanced", "holdout-xception-full-finetune",
                                  "holdout-xception-stage2", "holdout-xception-trimmed-2",
                                  "holdout-xception-trimmed-2-stage2", "holdout-dlib-resnet-probe",
-                                 "holdout-dlib-resnet-lpft", "holdout-dlib-resnet-trimmed"])
+                                 "holdout-dlib-resnet-lpft", "holdout-dlib-resnet-trimmed",
+                                 "holdout-dlib-resnet-trimmed-rotation-10", "holdout-xception-trimmed-from-imagenet",
+                                 "holdout-xception-trimmed-from-imagenet-stage2"])
 def test_holdout_test_split_was_never_trained_on_by_a_shipped_run(utkface, run):
-    """The shipped models' runs (now and before): none of their training images are in holdout's test split."""
+    """The shipped models' runs (now and before) and the one-session pair's: none of their training images are in
+    holdout's test split."""
     saved = RUNS / run / "split.csv"
     if not saved.is_file():
         pytest.skip(f"runs/{run} is not committed")
