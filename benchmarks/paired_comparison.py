@@ -47,9 +47,9 @@ def main() -> None:
         errors[name] = np.abs(outputs["age"] - rows["age"].to_numpy())
         readable &= ok
 
-    groups = [("overall", np.ones(len(rows), bool))]
+    groups, sections = [("overall", np.ones(len(rows), bool))], group_rows(rows)
     for section, label in GROUPS:  # the groups `agegender evaluate` reports
-        for name, members in group_rows(rows).get(section, {}).items():
+        for name, members in sections.get(section, {}).items():
             groups.append((f"{label} {name}", rows.index.isin(members)))
 
     print(f"{args.old} (old) against {args.new} (new), the {args.split_name} part of protocol holdout\n")

@@ -10,8 +10,9 @@
 # Run the same command again after an interruption: finished stages are skipped and the interrupted one
 # resumes from its last epoch. Writes RUNS_FOLDER/pair.onnx, calibrated on the validation part.
 set -euo pipefail
-DATA=${1:?usage: train_pair_in_one_session.sh DATA XCEPTION_WEIGHTS [RUNS_FOLDER]}
-WEIGHTS=${2:?usage: train_pair_in_one_session.sh DATA XCEPTION_WEIGHTS [RUNS_FOLDER]}
+USAGE="usage: train_pair_in_one_session.sh DATA XCEPTION_WEIGHTS [RUNS_FOLDER]"
+DATA=${1:?$USAGE}
+WEIGHTS=${2:?$USAGE}
 RUNS=${3:-runs}
 AGEGENDER=${AGEGENDER:-agegender}
 
