@@ -99,3 +99,31 @@ def test_averaging_refuses_one_model_and_foreign_files_in_one_line(tiny_onnx, tr
     assert not (tmp_path / "out.onnx").exists() and not (tmp_path / "o.onnx").exists()
     with pytest.raises(ModelError, match="exported .onnx"):
         average_models([tiny_onnx, trained_run / "best.keras"], tmp_path / "k.onnx")
+
+
+def test_members_come_back_out_of_an_average_as_they_went_in(tiny_onnx, untrained_onnx, tmp_path, capsys):
+    pair = average_models([tiny_onnx, untrained_onnx], tmp_path / "pair.onnx")
+    assert main(["members", str(pair), "--out", str(tmp_path / "members")]) == 0
+    assert capsys.readouterr().out.count("wrote") == 2
+    rng = np.random.default_rng(1)
+    for original in (tiny_onnx, untrained_onnx):
+        member = AgeGenderModel(tmp_path / "members" / original.name, flip=False)
+        alone = AgeGenderModel(original, flip=False)
+        assert member.image_size == alone.image_size and member.metadata["name"] == alone.metadata["name"]
+        pixels = rng.uniform(0, 255, (5, alone.image_size, alone.image_size, 3)).astype("float32")
+        got, expected = member.predict_outputs(pixels), alone.predict_outputs(pixels)
+        assert np.allclose(got["age"], expected["age"], atol=1e-5)
+        assert np.allclose(got["gender"], expected["gender"], atol=1e-6)
+    # averaged again, the members make the same model
+    again = average_models([tmp_path / "members" / "tiny.onnx", tmp_path / "members" / "untrained.onnx"],
+                           tmp_path / "again.onnx")
+    pixels = rng.uniform(0, 255, (5, 48, 48, 3)).astype("float32")
+    first, second = AgeGenderModel(pair, flip=False), AgeGenderModel(again, flip=False)
+    assert np.allclose(first.predict_outputs(pixels)["age"], second.predict_outputs(pixels)["age"], atol=1e-6)
+
+
+def test_members_of_a_single_model_are_refused_in_one_line(tiny_onnx, tmp_path, capsys):
+    assert main(["members", str(tiny_onnx), "--out", str(tmp_path / "members")]) == 2
+    error = capsys.readouterr().err
+    assert "is not an average of models" in error and len(error.strip().splitlines()) == 1
+    assert not (tmp_path / "members").exists()

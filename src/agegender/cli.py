@@ -108,6 +108,14 @@ def _average(args) -> int:
     return 0
 
 
+def _members(args) -> int:
+    from .ensemble import extract_members
+
+    for path in extract_members(args.model, args.out):
+        print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
 def _calibration_images(args, count: int = 256) -> list[str]:
     """Face crops that set static int8's activation ranges: a run's own training images, or --calibration-data."""
     import pandas as pd
@@ -298,6 +306,12 @@ def parser() -> argparse.ArgumentParser:
     average.add_argument("models", nargs="+", help="two or more .onnx models or run folders (their model.onnx)")
     average.add_argument("--out", required=True, help="the .onnx file to write")
     average.set_defaults(run=_average)
+
+    members = commands.add_parser("members", help="write each member of an averaged model back as its own .onnx "
+                                  "(to run, evaluate or re-average one network)")
+    members.add_argument("model", help="an averaged .onnx model (agegender average), e.g. the default model's file")
+    members.add_argument("--out", required=True, help="the folder to write the members to")
+    members.set_defaults(run=_members)
 
     teacher = commands.add_parser("teacher", help="dlib face-recognition embeddings of a dataset's face chips, "
                                   "for distillation (--set teacher_embeddings=FILE in train)")

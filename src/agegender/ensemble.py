@@ -109,3 +109,69 @@ def _agegender_metadata(model) -> dict:
     for key in ("age_interval", "gender_temperature", "test_time_flip", "calibrated_on"):
         info.pop(key, None)
     return info
+
+
+def extract_members(model: str | Path, out_folder: str | Path) -> list[Path]:
+    """Write each member of an averaged model (agegender average) back as its own .onnx file in `out_folder`,
+    under the file name it was averaged from, with its own metadata: to run one member alone (faster), to
+    evaluate it, or to average it with another network. The members' own calibrations were not kept, so
+    calibrate a member before reading its intervals."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    path = resolve_model_path(model)
+    try:
+        combined = onnx.load(str(path))
+    except Exception as error:  # noqa: BLE001 - any load failure of a foreign file
+        raise ModelError(f"{path} is not a loadable ONNX model ({error})".splitlines()[0]) from None
+    entries = {prop.key: prop.value for prop in combined.metadata_props}
+    members = json.loads(entries.get("agegender", "{}")).get("members")
+    if not members:
+        raise ModelError(f"{path} is not an average of models (agegender average)")
+    out_folder = Path(out_folder)
+    out_folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for index, member in enumerate(members):
+        prefix = f"member{index}/"
+        # the member's input is what the averaged graph feeds it: the image as it is, or resized
+        image = next(node.output[0] for node in combined.graph.node
+                     if node.input and node.input[0] == "image" and node.output[0].startswith(prefix))
+        # the member's nodes: those its outputs depend on, back to its input (node order kept: topological)
+        needed, kept = {f"{prefix}gender", f"{prefix}age"}, []
+        for node in reversed(combined.graph.node):
+            if image not in node.output and needed & set(node.output):
+                kept.append(node)
+                needed |= {name for name in node.input if name}
+
+        def unprefixed(name: str) -> str:
+            return name[len(prefix):] if name.startswith(prefix) else name
+
+        nodes = []
+        for node in reversed(kept):
+            node = onnx.NodeProto.FromString(node.SerializeToString())
+            node.name = unprefixed(node.name)
+            node.input[:] = [unprefixed(name) for name in node.input]
+            node.output[:] = [unprefixed(name) for name in node.output]
+            nodes.append(node)
+        initializers = []
+        for tensor in combined.graph.initializer:
+            if tensor.name in needed:
+                tensor = onnx.TensorProto.FromString(tensor.SerializeToString())
+                tensor.name = unprefixed(tensor.name)
+                initializers.append(tensor)
+        size = int(member["image_size"])
+        graph = helper.make_graph(
+            nodes, member.get("name", "member"),
+            [helper.make_tensor_value_info(unprefixed(image), TensorProto.FLOAT, ["N", size, size, 3])],
+            [helper.make_tensor_value_info(name, TensorProto.FLOAT, ["N", 1]) for name in ("age", "gender")],
+            initializers)
+        alone = helper.make_model(graph, opset_imports=combined.opset_import, ir_version=combined.ir_version)
+        info = {key: value for key, value in member.items() if key != "file"}
+        alone.metadata_props.add(key="agegender", value=json.dumps(info))
+        onnx.checker.check_model(alone)
+        out = out_folder / Path(member["file"]).name
+        partial = out.with_name(out.name + ".partial")
+        onnx.save(alone, str(partial))
+        os.replace(partial, out)
+        written.append(out)
+    return written
