@@ -30,10 +30,7 @@ def average_models(models: list[str | Path], out: str | Path) -> Path:
     for path in paths:
         if path.suffix != ".onnx":
             raise ModelError(f"{path}: average exported .onnx models (agegender export)")
-        try:
-            model = onnx.load(str(path))
-        except Exception as error:  # noqa: BLE001 - any load failure of a foreign file
-            raise ModelError(f"{path} is not a loadable ONNX model ({error})".splitlines()[0]) from None
+        model = _load(path)
         outputs = {output.name for output in model.graph.output}
         if len(model.graph.input) != 1 or not {"age", "gender"} <= outputs:
             raise ModelError(f"{path} is not an agegender model (one image input, outputs age and gender)")
@@ -96,16 +93,36 @@ def average_models(models: list[str | Path], out: str | Path) -> Path:
     onnx.checker.check_model(combined)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    return _save(combined, out)
+
+
+def _load(path: Path):
+    import onnx
+
+    try:
+        return onnx.load(str(path))
+    except Exception as error:  # noqa: BLE001 - any load failure of a foreign file
+        raise ModelError(f"{path} is not a loadable ONNX model ({error})".splitlines()[0]) from None
+
+
+def _save(model, out: Path) -> Path:
+    """Write `out` only when complete: an interrupted write never leaves a half-written model under its name."""
+    import onnx
+
     partial = out.with_name(out.name + ".partial")
-    onnx.save(combined, str(partial))
+    onnx.save(model, str(partial))
     os.replace(partial, out)
     return out
 
 
+def _metadata(model) -> dict:
+    entries = {prop.key: prop.value for prop in model.metadata_props}
+    return json.loads(entries.get("agegender", "{}"))
+
+
 def _agegender_metadata(model) -> dict:
     """A member's own metadata, less what applies to it alone (its calibration and flip setting)."""
-    entries = {prop.key: prop.value for prop in model.metadata_props}
-    info = json.loads(entries.get("agegender", "{}"))
+    info = _metadata(model)
     for key in ("age_interval", "gender_temperature", "test_time_flip", "calibrated_on"):
         info.pop(key, None)
     return info
@@ -120,12 +137,8 @@ def extract_members(model: str | Path, out_folder: str | Path) -> list[Path]:
     from onnx import TensorProto, helper
 
     path = resolve_model_path(model)
-    try:
-        combined = onnx.load(str(path))
-    except Exception as error:  # noqa: BLE001 - any load failure of a foreign file
-        raise ModelError(f"{path} is not a loadable ONNX model ({error})".splitlines()[0]) from None
-    entries = {prop.key: prop.value for prop in combined.metadata_props}
-    members = json.loads(entries.get("agegender", "{}")).get("members")
+    combined = _load(path)
+    members = _metadata(combined).get("members")
     if not members:
         raise ModelError(f"{path} is not an average of models (agegender average)")
     out_folder = Path(out_folder)
@@ -169,9 +182,5 @@ def extract_members(model: str | Path, out_folder: str | Path) -> list[Path]:
         info = {key: value for key, value in member.items() if key != "file"}
         alone.metadata_props.add(key="agegender", value=json.dumps(info))
         onnx.checker.check_model(alone)
-        out = out_folder / Path(member["file"]).name
-        partial = out.with_name(out.name + ".partial")
-        onnx.save(alone, str(partial))
-        os.replace(partial, out)
-        written.append(out)
+        written.append(_save(alone, out_folder / Path(member["file"]).name))
     return written
