@@ -31,3 +31,42 @@ def test_validation_batches_are_untouched_and_carry_distribution_targets():
     assert np.allclose(np.asarray(targets["age_distribution"]).sum(axis=1), 1.0)
     assert np.argmax(age_distribution_targets(ages, 2.0), axis=1).tolist() == ages.tolist()
     assert np.asarray(targets["age"]).ravel().tolist() == pytest.approx([0, 10, 30, 60])
+
+
+def test_balanced_gender_weights_give_each_age_bracket_its_share_and_weight_only_the_gender_loss():
+    from agegender.models import build_model, compile_model
+    from agegender.train import gender_weights
+
+    ages = np.array([5] * 2 + [30] * 8)  # two children, eight adults
+    assert gender_weights(ages, 0.0) is None
+    full = gender_weights(ages, 1.0)
+    assert full.mean() == pytest.approx(1.0)
+    assert full[:2].sum() == pytest.approx(full[2:].sum())  # each bracket the same total
+    half = gender_weights(ages, 0.5)
+    assert half[0] / half[-1] == pytest.approx(2.0)  # sqrt(8 / 2)
+
+    recipe = get_recipe("seed-a").with_overrides(image_size=16, gender_balance=1.0)
+    pixels = np.random.default_rng(2).integers(0, 256, (10, 16, 16, 3), dtype=np.uint8)
+    genders = np.array([0, 0] + [1, 0] * 4)  # both children male, so that weighting them changes the loss
+    batch = next(iter(make_dataset(pixels, ages, genders, batch_size=10, gender_weights=full)))
+    assert set(batch[2]) == {"gender", "age"}
+    assert np.asarray(batch[2]["gender"]).tolist() == pytest.approx(full.tolist())
+    assert np.asarray(batch[2]["age"]).tolist() == [1.0] * 10
+
+    # Keras applies the weights to the gender loss only: the weighted mean of each face's cross-entropy.
+    model = build_model(recipe, None, np.full(3, 128.0), np.full(3, 50.0 ** 2))
+    kernel, bias = model.get_layer("gender").get_weights()
+    model.get_layer("gender").set_weights([kernel * 0, bias + 2.0])  # female 0.88 for every face
+    compile_model(model, recipe)
+    female = np.asarray(model.predict(pixels.astype("float32"), verbose=0)["gender"]).ravel().astype(float)
+    female = np.clip(female, 1e-7, 1 - 1e-7)
+    per_face = -(genders * np.log(female) + (1 - genders) * np.log(1 - female))
+    unweighted = model.evaluate(make_dataset(pixels, ages, genders, batch_size=10), verbose=0, return_dict=True)
+    weighted = model.evaluate(make_dataset(pixels, ages, genders, batch_size=10, gender_weights=full), verbose=0,
+                              return_dict=True)
+    assert unweighted["gender_loss"] == pytest.approx(per_face.mean(), rel=1e-3)
+    assert weighted["gender_loss"] == pytest.approx((full * per_face).mean(), rel=1e-3)
+    assert weighted["gender_loss"] > 1.2 * unweighted["gender_loss"]
+    assert weighted["age_loss"] == pytest.approx(unweighted["age_loss"], rel=1e-4)
+    with pytest.raises(ValueError, match="gender_balance=2.0: expected a number from 0 to 1"):
+        recipe.with_overrides(gender_balance=2.0)

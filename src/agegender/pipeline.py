@@ -42,9 +42,11 @@ def age_distribution_targets(ages: np.ndarray, sigma: float, classes: int = 101)
 
 def make_dataset(pixels: np.ndarray, ages: np.ndarray, genders: np.ndarray, batch_size: int,
                  recipe: Recipe | None = None, training: bool = False, seed: int = 0,
-                 age_sigma: float | None = None, embeddings: np.ndarray | None = None) -> tf.data.Dataset:
+                 age_sigma: float | None = None, embeddings: np.ndarray | None = None,
+                 gender_weights: np.ndarray | None = None) -> tf.data.Dataset:
     """Batches of (float32 pixels 0-255, {"gender", "age"}, "age_distribution" when `age_sigma` is given and
-    "embedding" when teacher `embeddings` are); shuffled and augmented only when training."""
+    "embedding" when teacher `embeddings` are); shuffled and augmented only when training. With
+    `gender_weights`, a third element weights each face's gender loss (every other loss by 1)."""
     images = tf.constant(pixels)
     targets = {"gender": tf.constant(genders.reshape(-1, 1), tf.float32),
                "age": tf.constant(ages.reshape(-1, 1), tf.float32)}
@@ -56,12 +58,18 @@ def make_dataset(pixels: np.ndarray, ages: np.ndarray, genders: np.ndarray, batc
     if training:
         indices = indices.shuffle(len(pixels), seed=seed, reshuffle_each_iteration=True)
     augment = augmenter(recipe, seed) if training and recipe is not None else None
+    weights = None if gender_weights is None else tf.constant(np.asarray(gender_weights, np.float32))
 
     def gather(batch_indices):
         batch = tf.cast(tf.gather(images, batch_indices), tf.float32)
         if augment is not None:
             batch = augment(batch, training=True)
-        return batch, {name: tf.gather(values, batch_indices) for name, values in targets.items()}
+        batch_targets = {name: tf.gather(values, batch_indices) for name, values in targets.items()}
+        if weights is None:
+            return batch, batch_targets
+        ones = tf.ones_like(tf.gather(weights, batch_indices))
+        return batch, batch_targets, {name: tf.gather(weights, batch_indices) if name == "gender" else ones
+                                      for name in targets}
     return indices.batch(batch_size).map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 

@@ -71,6 +71,11 @@ class Recipe:
     teacher_outputs: str = ""
     teacher_output_weight: float = 0.5
     loss_weights: dict = field(default_factory=lambda: {"gender": 1.0, "age": 1.0})
+    # Each training face's gender loss weighted by (faces in its age bracket)^-gender_balance, rescaled to a
+    # mean of 1 (brackets 0-9, 10-19, 20-39, 40-59, 60+, as in evaluation): 0 weights every face alike, 1 gives
+    # every bracket the same total, 0.5 (square-root inverse frequency) is between. Children and teens, the
+    # fewest faces and the worst groups for gender, then count for more; the age loss is never weighted.
+    gender_balance: float = 0.0
     seed: int = 1337
     # XLA-compile the training step: Model A trains about 15% faster with it on 2 CPU cores, but Xception
     # about 4x slower (4.5 against 18.7 images/s, measured), so the Model B recipes turn it off.
@@ -104,6 +109,8 @@ class Recipe:
             raise ValueError(f"unknown recipe setting(s): {', '.join(sorted(unknown))}")
         recipe = dataclasses.replace(self, **changes)
         recipe.dropped_block_numbers  # a wrong block list is refused here, before any run folder exists
+        if not 0.0 <= recipe.gender_balance <= 1.0:
+            raise ValueError(f"gender_balance={recipe.gender_balance}: expected a number from 0 to 1")
         return recipe
 
     def parse_setting(self, text: str) -> tuple[str, object]:

@@ -195,7 +195,8 @@ def _fit(recipe: Recipe, config: dict, out: Path, verbose, extra_callbacks: list
     train_teacher, val_teacher = _teacher_targets(recipe, train_rows, val_rows)
     train_ages, train_genders = _training_targets(recipe, train_rows)
     train_data = make_dataset(train_pixels, train_ages, train_genders, recipe.batch_size, recipe, training=True,
-                              seed=recipe.seed, age_sigma=sigma, embeddings=train_teacher)
+                              seed=recipe.seed, age_sigma=sigma, embeddings=train_teacher,
+                              gender_weights=gender_weights(train_rows["age"].to_numpy(), recipe.gender_balance))
     val_data = make_dataset(val_pixels, val_rows["age"].to_numpy(), val_rows["gender"].to_numpy(), recipe.batch_size,
                             age_sigma=sigma, embeddings=val_teacher)
 
@@ -240,6 +241,16 @@ def _training_targets(recipe: Recipe, train_rows: pd.DataFrame) -> tuple[np.ndar
     female, teacher_ages = load_teacher_outputs(recipe.teacher_outputs, train_rows["path"].tolist())
     weight = recipe.teacher_output_weight
     return (1 - weight) * ages + weight * teacher_ages, (1 - weight) * genders + weight * female
+
+
+def gender_weights(ages: np.ndarray, balance: float) -> np.ndarray | None:
+    """Each face's gender-loss weight, (faces in its age bracket)^-balance with a mean of 1; None for 0."""
+    if not balance:
+        return None
+    brackets = np.array([data.age_bracket(age) for age in ages])
+    _, index, counts = np.unique(brackets, return_inverse=True, return_counts=True)
+    weights = counts[index].astype(float) ** -balance
+    return weights / weights.mean()
 
 
 def _teacher_targets(recipe: Recipe, train_rows: pd.DataFrame, val_rows: pd.DataFrame):
