@@ -60,7 +60,10 @@ def main() -> None:
     predicted, spread = ages.mean(axis=0), ages.max(axis=0) - ages.min(axis=0)
     true = frame["age"].to_numpy(float)
     groups = frame["group"].to_numpy()
-    tercile = np.digitize(spread, np.quantile(spread, [1 / 3, 2 / 3]))
+    distinct_groups = np.unique(groups)
+    faces = pd.DataFrame({"bracket": [age_bracket(age) for age in true],
+                          "race": frame["race"].map(dict(enumerate(RACES))).to_numpy(),
+                          "tercile": np.digitize(spread, np.quantile(spread, [1 / 3, 2 / 3]))})
     print(f"{len(true)} validation faces; members' age spread: median {np.median(spread):.2f} years, "
           f"correlation with the pair's absolute error {np.corrcoef(spread, np.abs(true - predicted))[0, 1]:.3f}")
     rows = []
@@ -68,13 +71,12 @@ def main() -> None:
         inside, width = np.zeros(len(true)), np.zeros(len(true))
         rng = np.random.default_rng(0)
         for _ in range(args.repeats):
-            half = np.isin(groups, rng.permutation(np.unique(groups))[: len(np.unique(groups)) // 2])
+            half = np.isin(groups, rng.permutation(distinct_groups)[: len(distinct_groups) // 2])
             for fitted_on, applied_to in ((half, ~half), (~half, half)):
                 low, high = intervals(predicted, true, spread, fitted_on, applied_to, offset)
                 inside[applied_to] += ((true[applied_to] >= low) & (true[applied_to] <= high)) / args.repeats
                 width[applied_to] += (high - low) / args.repeats
-        faces = pd.DataFrame({"inside": inside * 100, "bracket": [age_bracket(age) for age in true],
-                              "race": frame["race"].map(dict(enumerate(RACES))).to_numpy(), "tercile": tercile})
+        faces["inside"] = inside * 100
         row = {"interval": "offsets (shipped)" if offset is None else f"per year of spread + {offset:g}",
                "inside": faces["inside"].mean(), "mean width": width.mean(), "median width": np.median(width)}
         for column in ("bracket", "race", "tercile"):

@@ -67,9 +67,9 @@ def make_dataset(pixels: np.ndarray, ages: np.ndarray, genders: np.ndarray, batc
         batch_targets = {name: tf.gather(values, batch_indices) for name, values in targets.items()}
         if weights is None:
             return batch, batch_targets
-        ones = tf.ones_like(tf.gather(weights, batch_indices))
-        return batch, batch_targets, {name: tf.gather(weights, batch_indices) if name == "gender" else ones
-                                      for name in targets}
+        face_weights = tf.gather(weights, batch_indices)
+        ones = tf.ones_like(face_weights)
+        return batch, batch_targets, {name: face_weights if name == "gender" else ones for name in targets}
     return indices.batch(batch_size).map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
