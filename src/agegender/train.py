@@ -23,6 +23,7 @@ from . import data
 from .evaluate import breakdown, history_summary, plot_history, write_evaluation
 from .images import load_crops
 from .models import AGE_OUTPUT_LAYERS, EMBEDDING, WeightsError, build_model, compile_model, dropped_layer
+from .onnx_weights import OnnxWeightsError, load_onnx_weights
 from .pipeline import channel_statistics, make_dataset
 from .recipes import Recipe
 from .teacher import load_teacher_embeddings, load_teacher_outputs
@@ -60,7 +61,10 @@ def _prepare(recipe: Recipe, data_source: str, out: Path, overrides: dict, backb
     """A new run folder with its resolved config and saved split."""
     frame = data.read_dataset(data_source)
     split = data.protocol_split(frame, recipe.protocol, recipe.seed)
-    if init_from is not None:
+    if init_from is not None and init_from.suffix == ".onnx":  # an exported model holds no split to compare
+        if not init_from.is_file():
+            raise RunError(f"{init_from} not found; --init-from takes a run folder or an exported .onnx model")
+    elif init_from is not None:
         _check_same_split(init_from, split)
     if recipe.teacher_embeddings:  # refused now rather than after a half-made run folder
         load_teacher_embeddings(recipe.teacher_embeddings, split.loc[split["split"] != "test", "path"].tolist())
@@ -117,7 +121,9 @@ def train(recipe: Recipe, data_source: str | None, out: str | Path, resume: bool
     """Train `recipe` (with `overrides`) into `out`; with `resume`, continue the run already there.
 
     `init_from` (a run folder) starts the network from that run's best checkpoint instead of ImageNet: the
-    second stage of a fine-tune, e.g. the whole backbone unfrozen at a lower learning rate.
+    second stage of a fine-tune, e.g. the whole backbone unfrozen at a lower learning rate. It may also be an
+    exported .onnx model of the same recipe (onnx_weights.py), whose split cannot be checked: it must have been
+    trained on this run's training part only.
     """
     out = Path(out)
     overrides = {key: value for key, value in (overrides or {}).items() if value is not None}
@@ -304,6 +310,12 @@ def _load_start_weights(model: keras.Model, run: Path, recipe: Recipe) -> list[s
     output when one run has a teacher and the other none; and the checkpoint's backbone blocks that this
     recipe drops (`dropped_blocks`) go unused.
     """
+    if run.suffix == ".onnx":
+        try:
+            load_onnx_weights(model, run)
+        except OnnxWeightsError as error:
+            raise StartWeightsError(f"cannot start from {run}: {error}") from None
+        return []
     checkpoint = run / BEST
     start_recipe = json.loads((run / CONFIG).read_text())["recipe"] if (run / CONFIG).is_file() else {}
     may_differ = () if start_recipe.get("age_output", "regression") == recipe.age_output else AGE_OUTPUT_LAYERS
