@@ -4,9 +4,10 @@ members, `agegender members`), since run folders' checkpoints are not committed.
 
 The exporter names each ONNX tensor after its Keras layer (`.../block4_sepconv1_1/...`) and folds every
 BatchNormalization into the convolution before it (`.../merged_input`). A fold is undone with the BatchNorm
-layer the Keras network already holds: the recipes that train Xception keep its BatchNorm frozen
+layer the Keras network already holds: the xception recipe keeps its BatchNorm frozen
 (`backbone_batchnorm_inference`), so those statistics are the ImageNet ones the exported network was trained
-with, and the folded bias is checked against them.
+with, and the folded bias is checked against them. (dlib's network has no BatchNorm: its scales are layers of
+their own, read back like the convolutions.)
 """
 from __future__ import annotations
 
@@ -173,10 +174,8 @@ def _set_conv(layer, graph: _Graph, batchnorm) -> None:
     onnx_shape = (kernel_shape[2], 1, *kernel_shape[:2]) if depthwise else (
         kernel_shape[3], kernel_shape[2], *kernel_shape[:2])
     node = graph.find(layer.name, lambda node: node["op"] == "Conv" and node["weight"].shape == onnx_shape)
-    kernel = node["weight"].transpose(2, 3, 0, 1)  # O, I, H, W -> H, W, O, I (depthwise: H, W, C, 1)
-    if not depthwise:
-        kernel = kernel.transpose(0, 1, 3, 2)
-    kernel = _unfolded(layer, node, batchnorm, kernel)
+    # O, I, H, W -> H, W, I, O (depthwise: C, 1, H, W -> H, W, C, 1)
+    kernel = _unfolded(layer, node, batchnorm, node["weight"].transpose((2, 3, 0, 1) if depthwise else (2, 3, 1, 0)))
     if layer.use_bias:
         if node["folded"]:
             raise OnnxWeightsError(f"layer {layer.name!r}: its bias is not in the ONNX model on its own")
