@@ -247,7 +247,7 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("--init-from", metavar="RUN", help="start from this run's best checkpoint (same split "
                        "and network required; only a changed age_output or teacher starts those output layers "
                        "fresh), e.g. to fine-tune the whole backbone after a first stage; or from an exported "
-                       ".onnx model of the same recipe with frozen BatchNorm, e.g. the shipped model's Xception "
+                       ".onnx model of the same recipe with frozen BatchNorm, e.g. a member of the shipped model "
                        "(agegender members), which must not have trained on this run's validation or test part")
     train.set_defaults(run=_train)
 
