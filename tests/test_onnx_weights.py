@@ -65,7 +65,7 @@ def test_an_exported_xception_gives_its_weights_back(tmp_path, utk_folder):
     got = recovered.predict(pixels, verbose=0)
     np.testing.assert_allclose(got["gender"], expected["gender"], atol=1e-4)
     np.testing.assert_allclose(got["age"], expected["age"], rtol=1e-3, atol=1e-3)
-    # (int8 models: test_real_data reads the shipped model's Xception back)
+    # (int8 models: the last test here reads both members of the shipped model back)
 
     # A network on other BatchNorm statistics (other backbone weights) would be wrong: refused.
     with pytest.raises(OnnxWeightsError, match="BatchNorm statistics"):
