@@ -55,13 +55,14 @@ def test_an_exported_xception_gives_its_weights_back(tmp_path, utk_folder):
     # Built again, its unnamed layers numbered by other counters (conv2d_4, ...), from other random weights.
     recovered = _same_batchnorm(build_model(recipe), original)
     load_onnx_weights(recovered, tmp_path / "float.onnx")
-    first_shortcut = [next(layer.name for layer in model.get_layer("xception").layers if layer.name.startswith("conv2d"))
-                      for model in (recovered, original)]
+    first_shortcut = [next(layer.name for layer in model.get_layer("xception").layers
+                           if layer.name.startswith("conv2d")) for model in (recovered, original)]
     assert first_shortcut[0] != first_shortcut[1]
     for ours, theirs in [("block1_conv1",) * 2, ("block4_sepconv1",) * 2, ("block12_sepconv3",) * 2, first_shortcut]:
         for got, want in zip(_weights(recovered, ours), _weights(original, theirs), strict=True):
             np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-5)
-    np.testing.assert_allclose(recovered.get_layer("gender").get_weights()[0], original.get_layer("gender").get_weights()[0])
+    np.testing.assert_allclose(recovered.get_layer("gender").get_weights()[0],
+                               original.get_layer("gender").get_weights()[0])
     got = recovered.predict(pixels, verbose=0)
     np.testing.assert_allclose(got["gender"], expected["gender"], atol=1e-4)
     np.testing.assert_allclose(got["age"], expected["age"], rtol=1e-3, atol=1e-3)

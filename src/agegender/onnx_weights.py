@@ -22,12 +22,13 @@ class OnnxWeightsError(ValueError):
     """An ONNX model whose weights do not fit the Keras network."""
 
 
-def _dequantized(graph) -> dict:
-    """Every weight tensor by name: initializers as they are, DequantizeLinear outputs of initializers as floats,
-    and, for each such output, also under the quantized initializer's name (it carries the layer's name)."""
+def _dequantized(graph) -> tuple[dict, dict]:
+    """Every weight tensor by name (initializers as they are, DequantizeLinear outputs of initializers as
+    floats), and each such output's quantized initializer name, which carries the layer's name."""
     from onnx import numpy_helper
 
     values = {tensor.name: numpy_helper.to_array(tensor) for tensor in graph.initializer}
+    sources = {}
     for node in graph.node:
         if node.op_type != "DequantizeLinear" or node.input[0] not in values:
             continue
@@ -39,8 +40,8 @@ def _dequantized(graph) -> dict:
             shape[axis] = -1
             scale, zero = np.reshape(scale, shape), np.reshape(zero, shape)
         values[node.output[0]] = ((quantized - zero) * scale).astype(np.float32)
-        values[f"{node.output[0]}@source"] = node.input[0]
-    return values
+        sources[node.output[0]] = node.input[0]
+    return values, sources
 
 
 class _Graph:
@@ -54,7 +55,7 @@ class _Graph:
             graph = onnx.load(str(path)).graph
         except Exception as error:  # noqa: BLE001 - any load failure of a foreign file
             raise OnnxWeightsError(f"{path} is not a loadable ONNX model ({error})".splitlines()[0]) from None
-        values = _dequantized(graph)
+        values, sources = _dequantized(graph)
         consumers = {}
         for node in graph.node:
             for name in node.input:
@@ -69,7 +70,7 @@ class _Graph:
             if node.op_type == "MatMul":  # a float dense layer: MatMul, then its bias in an Add
                 adds = [add for add in consumers.get(node.output[0], []) if add.op_type == "Add"]
                 tensors += [values[name] for add in adds[:1] for name in add.input if name in values]
-            names = [node.name] + [values.get(f"{name}@source", name) for name in node.input[1:]]
+            names = [node.name] + [sources.get(name, name) for name in node.input[1:]]
             attributes = {attribute.name: attribute for attribute in node.attribute}
             self.nodes.append({
                 "op": "Gemm" if node.op_type == "MatMul" else node.op_type, "names": names, "weight": tensors[0],
@@ -99,13 +100,16 @@ def load_onnx_weights(model: keras.Model, path: str | Path) -> None:
     path = Path(path)
     if not path.is_file():
         raise OnnxWeightsError(f"{path} not found")
+    layers = [layer for layer in _all_layers(model) if layer.weights and not isinstance(layer, keras.Model)]
+    trained = [layer.name for layer in layers
+               if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable]
+    if trained:  # their trained statistics are folded away or left in the graph as they are
+        raise OnnxWeightsError(f"layer {trained[0]!r}: only networks with frozen BatchNorm "
+                               "(backbone_batchnorm_inference) can be read back from an ONNX model")
     graph = _Graph(path)
     following = _following_batchnorm(model)
-    for layer in _layers_with_weights(model):
+    for layer in layers:
         if isinstance(layer, keras.layers.BatchNormalization):
-            if layer.trainable:  # its trained statistics are folded away or left in the graph as they are
-                raise OnnxWeightsError(f"layer {layer.name!r}: only networks with frozen BatchNorm "
-                                       "(backbone_batchnorm_inference) can be read back from an ONNX model")
             continue  # frozen: its statistics undo the folds below
         if isinstance(layer, keras.layers.Dense):
             _set_dense(layer, graph)
@@ -119,14 +123,6 @@ def load_onnx_weights(model: keras.Model, path: str | Path) -> None:
     if left:
         raise OnnxWeightsError(f"{path} has layers this recipe's network lacks ({', '.join(left[:3])}); "
                                "start from a model exported from the same recipe and settings")
-
-
-def _layers_with_weights(model: keras.Model):
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            yield from _layers_with_weights(layer)
-        elif layer.weights:
-            yield layer
 
 
 def _following_batchnorm(model: keras.Model) -> dict:
@@ -156,10 +152,9 @@ def _unfolded(layer, node: dict, batchnorm, kernel: np.ndarray) -> np.ndarray:
     """`kernel` (output channels last) with the fold of `batchnorm` taken back out, after checking the bias."""
     if not node["folded"]:
         return kernel
-    if batchnorm is None or batchnorm.trainable:
-        raise OnnxWeightsError(f"layer {layer.name!r}: the ONNX model folds a BatchNorm this network lacks or "
-                               "trains; only networks with frozen BatchNorm (backbone_batchnorm_inference) can be "
-                               "read back from an ONNX model")
+    if batchnorm is None:
+        raise OnnxWeightsError(f"layer {layer.name!r}: the ONNX model folds a BatchNorm into it that this "
+                               "network lacks")
     scale, shift = _fold(batchnorm)
     bias = np.zeros_like(shift) if node["bias"] is None else node["bias"]
     if not np.allclose(bias, shift, rtol=0.02, atol=0.02 * np.abs(shift).max()):
@@ -185,16 +180,15 @@ def _set_conv(layer, graph: _Graph, batchnorm) -> None:
 
 
 def _set_separable(layer, graph: _Graph, batchnorm) -> None:
+    if layer.use_bias:
+        raise OnnxWeightsError(f"layer {layer.name!r}: a separable convolution with a bias cannot be read back")
     depth_shape, point_shape = (tuple(weight.shape) for weight in layer.weights[:2])  # (H, W, C, 1), (1, 1, C, O)
     depthwise = graph.find(layer.name, lambda node: node["op"] == "Conv" and node["group"] > 1
                            and node["weight"].shape == (depth_shape[2], 1, *depth_shape[:2]))
     pointwise = graph.find(layer.name, lambda node: node["op"] == "Conv" and node["group"] == 1
                            and node["weight"].shape == (point_shape[3], point_shape[2], 1, 1))
     point = _unfolded(layer, pointwise, batchnorm, pointwise["weight"].transpose(2, 3, 1, 0))
-    weights = [depthwise["weight"].transpose(2, 3, 0, 1), point]
-    if layer.use_bias:
-        raise OnnxWeightsError(f"layer {layer.name!r}: a separable convolution with a bias cannot be read back")
-    layer.set_weights(weights)
+    layer.set_weights([depthwise["weight"].transpose(2, 3, 0, 1), point])
 
 
 def _set_dense(layer, graph: _Graph) -> None:
