@@ -42,7 +42,7 @@ def test_a_missing_or_foreign_weights_file_is_refused_in_one_line(tmp_path):
     truncated.write_bytes(open(default_weights_path(), "rb").read()[:200_000])
     with pytest.raises(WeightsError, match="is not dlib's face-recognition ResNet"):
         build_model(recipe, str(truncated))
-    with pytest.raises(ValueError, match="takes 150 px faces"):
+    with pytest.raises(ValueError, match="needs faces of at least 131 px"):
         build_model(recipe.with_overrides(image_size=128))
 
 
@@ -82,6 +82,22 @@ def test_a_run_refused_for_its_backbone_weights_leaves_no_folder_behind(tmp_path
         train(get_recipe("dlib-resnet"), str(utk_folder), out, overrides={"epochs": 1}, backbone_weights=str(junk),
               verbose=0)
     assert not out.exists()  # so the same command with the right file starts afresh instead of asking for --resume
+
+
+def test_larger_faces_go_through_the_same_weights_and_warm_start_from_a_150_px_run(tmp_path):
+    from agegender.train import _load_start_weights
+
+    native = build_model(get_recipe("dlib-resnet"))
+    recipe = get_recipe("dlib-resnet").with_overrides(image_size=176)
+    larger = build_model(recipe)
+    assert larger.input_shape == (None, 176, 176, 3) and larger.count_params() == native.count_params()
+    (tmp_path / "native").mkdir()
+    native.save(tmp_path / "native" / "best.keras")
+    assert _load_start_weights(larger, tmp_path / "native", recipe) == []
+    for ours, theirs in zip(larger.get_weights(), native.get_weights()):
+        assert np.array_equal(ours, theirs)
+    outputs = larger(np.zeros((2, 176, 176, 3), "float32"))
+    assert outputs["age"].shape == (2, 1) and np.isfinite(outputs["gender"]).all()
 
 
 def test_a_block_left_out_keeps_every_other_layer_and_its_dlib_weights(tmp_path):

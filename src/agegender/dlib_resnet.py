@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 INPUT_SIZE = 150            # the chip size the network was trained on
+MIN_INPUT_SIZE = 131        # below it, the last stage's 3x3 stride-2 convolution gets under 3 px
 MEAN_RGB = (122.782, 117.001, 104.298)  # stored in the file's input layer
 # Per stage: filters, residual blocks, and whether its first block halves the resolution.
 _STAGES = ((32, 3, False), (64, 4, True), (128, 3, True), (256, 3, True), (256, 1, True))
@@ -98,9 +99,11 @@ def preprocessing_layer():
     return layers.Rescaling(1 / 256.0, offset=(-np.array(MEAN_RGB) / 256.0).tolist(), name="rescale_dlib")
 
 
-def build_backbone(weights: str | Path, include_embedding: bool = False, dropped_blocks: list[int] = ()):
-    """A Keras model with the weights of dlib's .dat file `weights`: 150 px inputs scaled by `preprocessing_layer`
-    in, the 256 pooled features out, or with `include_embedding` dlib's 128-number face embedding (its last
+def build_backbone(weights: str | Path, include_embedding: bool = False, dropped_blocks: list[int] = (),
+                   size: int = INPUT_SIZE):
+    """A Keras model with the weights of dlib's .dat file `weights`: `size` px inputs (dlib's own 150 unless
+    fine-tuned at another, as the network is convolutional up to its global pooling) scaled by
+    `preprocessing_layer` in, the 256 pooled features out, or with `include_embedding` dlib's 128-number face embedding (its last
     layer, which age and gender do not use). `dropped_blocks` (numbered 1-14 in order) are left out; the
     layers kept keep their names (dlib_conv{index} counts every convolution of the whole network)."""
     import keras
@@ -108,7 +111,9 @@ def build_backbone(weights: str | Path, include_embedding: bool = False, dropped
 
     params = read_weights(weights)
     counter = {"conv": 0, "scale": 0}
-    x = inputs = keras.Input((INPUT_SIZE, INPUT_SIZE, 3), name="dlib_input")
+    if size < MIN_INPUT_SIZE:
+        raise ValueError(f"dlib's ResNet needs faces of at least {MIN_INPUT_SIZE} px, not {size}")
+    x = inputs = keras.Input((size, size, 3), name="dlib_input")
 
     def conv(x, filters, size, stride):
         index = counter["conv"]
