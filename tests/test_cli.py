@@ -88,6 +88,12 @@ def test_int8_export_is_smaller_and_still_agrees(trained_run, utk_folder, tmp_pa
     assert abs(age_full - age_small).mean() < 1.0
     assert ((female_full >= 0.5) == (female_small >= 0.5)).mean() >= 0.9
     assert AgeGenderModel(small).metadata["weights"] == f"int8 {mode}"
+    if mode == "static":  # the input's scaling stays float32 (int8_graph.float_preprocessing)
+        import onnx
+
+        graph = onnx.load(str(small)).graph
+        readers = [node.op_type for node in graph.node if graph.input[0].name in node.input]
+        assert readers and "QuantizeLinear" not in readers
 
 
 def test_static_int8_of_a_bare_model_file_needs_calibration_images(trained_run, utk_folder, tmp_path, capsys):

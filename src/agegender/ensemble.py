@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .int8_graph import float_preprocessing
 from .predictor import ModelError, resolve_model_path
 
 CLIP = 1e-7  # probabilities are clipped before their log-odds are taken, as calibration.logit does
@@ -34,6 +35,7 @@ def average_models(models: list[str | Path], out: str | Path) -> Path:
         outputs = {output.name for output in model.graph.output}
         if len(model.graph.input) != 1 or not {"age", "gender"} <= outputs:
             raise ModelError(f"{path} is not an agegender model (one image input, outputs age and gender)")
+        float_preprocessing(model)  # members exported before the export did it themselves
         loaded.append(model)
     sizes = [model.graph.input[0].type.tensor_type.shape.dim[1].dim_value for model in loaded]
     size = max(sizes)
