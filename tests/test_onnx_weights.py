@@ -104,7 +104,7 @@ def test_a_run_from_an_onnx_model_that_does_not_fit_is_refused_and_leaves_nothin
                     reason="../shared (ImageNet Xception weights, UTKFace) is absent")
 @pytest.mark.parametrize("member, recipe, settings", [
     ("xception", "xception", {"dropped_blocks": "6,10", "frozen_layers": 0}),
-    ("dlib", "dlib-resnet", {"dropped_blocks": "13"})])
+    ("dlib", "dlib-resnet", {"dropped_blocks": "13", "image_size": 168})])
 def test_the_shipped_models_int8_members_read_back_into_keras(tmp_path, member, recipe, settings):
     """Each member of the shipped default (static int8, blocks left out) on validation faces: the Keras network
     read back from it predicts what the member does, up to int8's rounding of activations."""

@@ -42,7 +42,8 @@ def test_protocol_splits_keep_groups_whole(utkface, protocol, train, val):
                                  "holdout-xception-stage2", "holdout-xception-trimmed-2",
                                  "holdout-xception-trimmed-2-stage2", "holdout-dlib-resnet-probe",
                                  "holdout-dlib-resnet-lpft", "holdout-dlib-resnet-trimmed",
-                                 "holdout-dlib-resnet-trimmed-rotation-10", "holdout-xception-trimmed-from-imagenet",
+                                 "holdout-dlib-resnet-trimmed-rotation-10", "holdout-dlib-resnet-trimmed-rotation-10-168px",
+                                 "holdout-xception-trimmed-from-imagenet",
                                  "holdout-xception-trimmed-from-imagenet-stage2"])
 def test_holdout_test_split_was_never_trained_on_by_a_shipped_run(utkface, run):
     """The shipped models' runs (now and before) and the one-session pair's: none of their training images are in
