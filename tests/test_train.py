@@ -84,6 +84,10 @@ def test_a_warm_start_begins_from_the_earlier_runs_weights_and_only_on_its_split
         train(TINY, str(utk_folder), tmp_path / "other-seed", overrides={"epochs": 1, "seed": 7}, verbose=0,
               init_from=trained_run)
     assert not (tmp_path / "other-seed").exists()
+    # Another training seed keeps the split, so the same warm start is allowed.
+    train(still, str(utk_folder), tmp_path / "other-training-seed", overrides={"epochs": 1, "training_seed": 7},
+          verbose=0, init_from=trained_run)
+    assert (tmp_path / "other-training-seed" / "split.csv").read_text() == (trained_run / "split.csv").read_text()
     with pytest.raises(RunError, match="differs from this recipe"):
         # a larger input changes the flattened features' size, so the heads' first layers no longer fit
         train(TINY.with_overrides(image_size=2 * TINY.image_size), str(utk_folder), tmp_path / "other-net",

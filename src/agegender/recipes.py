@@ -76,11 +76,19 @@ class Recipe:
     # every bracket the same total, 0.5 (square-root inverse frequency) is between. Children and teens, the
     # fewest faces and the worst groups for gender, then count for more; the age loss is never weighted.
     gender_balance: float = 0.0
-    seed: int = 1337
+    seed: int = 1337               # the split's, and the training's unless training_seed is set
+    # Weight initialisation, augmentation and shuffling alone (-1: seed): another training_seed trains the same
+    # split again, e.g. to measure how far two runs of one recipe differ, or to warm-start from a run of it.
+    training_seed: int = -1
     # XLA-compile the training step: Model A trains about 15% faster with it on 2 CPU cores, but Xception
     # about 4x slower (4.5 against 18.7 images/s, measured), so the Model B recipes turn it off.
     xla: bool = True
     mixed_precision: bool = False  # bfloat16 compute, float32 weights and outputs
+
+    @property
+    def random_seed(self) -> int:
+        """The seed of everything random in training but the split."""
+        return self.seed if self.training_seed < 0 else self.training_seed
 
     @property
     def has_age_distribution(self) -> bool:

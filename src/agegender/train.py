@@ -156,7 +156,7 @@ def train(recipe: Recipe, data_source: str | None, out: str | Path, resume: bool
         config = _prepare(recipe, data_source, out, overrides, backbone_weights,
                           Path(init_from) if init_from is not None else None)
 
-    keras.utils.set_random_seed(recipe.seed)
+    keras.utils.set_random_seed(recipe.random_seed)
     keras.mixed_precision.set_global_policy("mixed_bfloat16" if recipe.mixed_precision else "float32")
     previous = _stop_on_sigterm()
     try:
@@ -201,7 +201,7 @@ def _fit(recipe: Recipe, config: dict, out: Path, verbose, extra_callbacks: list
     train_teacher, val_teacher = _teacher_targets(recipe, train_rows, val_rows)
     train_ages, train_genders = _training_targets(recipe, train_rows)
     train_data = make_dataset(train_pixels, train_ages, train_genders, recipe.batch_size, recipe, training=True,
-                              seed=recipe.seed, age_sigma=sigma, embeddings=train_teacher,
+                              seed=recipe.random_seed, age_sigma=sigma, embeddings=train_teacher,
                               gender_weights=gender_weights(train_rows["age"].to_numpy(), recipe.gender_balance))
     val_data = make_dataset(val_pixels, val_rows["age"].to_numpy(), val_rows["gender"].to_numpy(), recipe.batch_size,
                             age_sigma=sigma, embeddings=val_teacher)
