@@ -82,6 +82,9 @@ def test_a_run_refused_for_its_backbone_weights_leaves_no_folder_behind(tmp_path
         train(get_recipe("dlib-resnet"), str(utk_folder), out, overrides={"epochs": 1}, backbone_weights=str(junk),
               verbose=0)
     assert not out.exists()  # so the same command with the right file starts afresh instead of asking for --resume
+    with pytest.raises(ValueError, match="needs faces of at least 131 px"):  # nor for a face size it cannot read
+        train(get_recipe("dlib-resnet"), str(utk_folder), out, overrides={"epochs": 1, "image_size": 128}, verbose=0)
+    assert not out.exists()
 
 
 def test_larger_faces_go_through_the_same_weights_and_warm_start_from_a_150_px_run(tmp_path):

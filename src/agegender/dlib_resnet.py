@@ -99,6 +99,13 @@ def preprocessing_layer():
     return layers.Rescaling(1 / 256.0, offset=(-np.array(MEAN_RGB) / 256.0).tolist(), name="rescale_dlib")
 
 
+def check_input_size(size: int) -> None:
+    """Refuse, in one line, a face size the network cannot read."""
+    if size < MIN_INPUT_SIZE:
+        raise ValueError(f"dlib's ResNet needs faces of at least {MIN_INPUT_SIZE} px, not {size}; "
+                         f"set image_size={INPUT_SIZE}, the size it was pretrained at")
+
+
 def build_backbone(weights: str | Path, include_embedding: bool = False, dropped_blocks: list[int] = (),
                    size: int = INPUT_SIZE):
     """A Keras model with the weights of dlib's .dat file `weights`: `size` px inputs (dlib's own 150 unless
@@ -109,10 +116,9 @@ def build_backbone(weights: str | Path, include_embedding: bool = False, dropped
     import keras
     from keras import layers
 
+    check_input_size(size)
     params = read_weights(weights)
     counter = {"conv": 0, "scale": 0}
-    if size < MIN_INPUT_SIZE:
-        raise ValueError(f"dlib's ResNet needs faces of at least {MIN_INPUT_SIZE} px, not {size}")
     x = inputs = keras.Input((size, size, 3), name="dlib_input")
 
     def conv(x, filters, size, stride):

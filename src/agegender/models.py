@@ -153,9 +153,6 @@ def _with_model_b_heads(recipe: Recipe, inputs, pooled) -> keras.Model:
 def build_dlib_resnet(recipe: Recipe, backbone_weights: str | None = None, mean=None, variance=None) -> keras.Model:
     """dlib's face-recognition ResNet (pretrained on faces, dlib_resnet.py) with the two dense heads of Model B
     on its 256 pooled features; every layer trains but its folded BatchNorm and the first `frozen_layers`."""
-    if recipe.image_size < dlib_resnet.MIN_INPUT_SIZE:
-        raise ValueError(f"the dlib_resnet architecture needs faces of at least {dlib_resnet.MIN_INPUT_SIZE} px; "
-                         f"set image_size={dlib_resnet.INPUT_SIZE}, the size it was pretrained at")
     if backbone_weights and not Path(backbone_weights).is_file():
         raise WeightsError(f"backbone weights file {backbone_weights} not found; pass dlib's "
                            "dlib_face_recognition_resnet_model_v1.dat or leave --backbone-weights out for the one "

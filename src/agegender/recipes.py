@@ -8,6 +8,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from . import dlib_resnet
+
 
 # full: 80:20 of every image; 5k: a fixed 5,000-image subset split 4,000/1,000; holdout: full with its
 # validation part cut in two, half kept as a test split for final figures only.
@@ -117,6 +119,8 @@ class Recipe:
             raise ValueError(f"unknown recipe setting(s): {', '.join(sorted(unknown))}")
         recipe = dataclasses.replace(self, **changes)
         recipe.dropped_block_numbers  # a wrong block list is refused here, before any run folder exists
+        if recipe.architecture == "dlib_resnet":  # and so is a face size the network cannot read
+            dlib_resnet.check_input_size(recipe.image_size)
         if not 0.0 <= recipe.gender_balance <= 1.0:
             raise ValueError(f"gender_balance={recipe.gender_balance}: expected a number from 0 to 1")
         return recipe
