@@ -146,3 +146,40 @@ def test_the_data_effect_compares_the_best_run_on_each_amount_of_data(tmp_path):
     out = tmp_path / "c.md"
     assert main(["compare", str(best), str(later), str(small), "--out", str(out)]) == 0
     assert "Model A with 15,000 training images (a-best) reaches 90.00%" in out.read_text()
+
+
+def test_runs_that_differ_only_in_training_seed_give_the_spread_other_changes_are_read_against(tmp_path):
+    from agegender.recipes import get_recipe
+
+    dlib = get_recipe("dlib-resnet").to_dict()
+
+    def run(name, accuracies, maes, planned=None, **settings):
+        folder = _fake_run(tmp_path / name, "holdout", 15000, accuracies, maes, recipe={**dlib, **settings},
+                           planned=planned)
+        config = json.loads((folder / "config.json").read_text())
+        (folder / "config.json").write_text(json.dumps({**config, "init_from": "runs/probe"}))
+        return folder
+
+    runs = [run("seed-a", [0.90, 0.93], [4.6, 4.4]),
+            run("seed-b", [0.91, 0.92], [4.5, 4.5], training_seed=1338),
+            run("seed-c", [0.92, 0.94], [4.7, 4.6], training_seed=1339),
+            run("bigger", [0.93, 0.935], [4.6, 4.45], image_size=168),
+            run("longer", [0.95, 0.96], [4.3, 4.2], planned=32, epochs=32)]
+    out = tmp_path / "compare.md"
+    assert main(["compare", *map(str, runs), "--out", str(out)]) == 0
+    report = out.read_text()
+    # seeds 1337 (the split's, training_seed -1), 1338, 1339; lowest MAEs 4.4, 4.5, 4.6
+    assert ("| seed-a (seed 1337), seed-b (seed 1338), seed-c (seed 1339) | 3 | 93.00 +- 1.00 (92.00-94.00) | "
+            "4.50 +- 0.10 (4.40-4.60) | reseeding alone |") in report
+    assert "| bigger (image_size=168) | 1 | 93.50 (+0.5 sd) | 4.45 (-0.5 sd) | gender within the seeds' range, " \
+           "age within the seeds' range |" in report
+    # more epochs is another experiment, not a fourth seed
+    assert "| longer (epochs=32) | 1 | 96.00 (+3.0 sd) | 4.20 (-3.0 sd) | gender beyond it, age beyond it |" in report
+
+
+def test_no_reseeding_section_without_two_seeds_of_one_experiment(tmp_path):
+    a = _fake_run(tmp_path / "a", "holdout", 15000, [0.90], [5.0])
+    b = _fake_run(tmp_path / "b", "holdout", 15000, [0.91], [4.9])
+    out = tmp_path / "compare.md"
+    assert main(["compare", str(a), str(b), "--out", str(out)]) == 0
+    assert "## Reseeding" not in out.read_text()

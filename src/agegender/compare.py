@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .evaluate import history_summary
@@ -85,6 +86,7 @@ def comparison_table(runs: list[dict]) -> str:
 
 MODELS = {"report_cnn": "Model A", "xception": "Model B"}
 SAME_RECIPE = ("name", "description", "epochs")  # settings that do not make a run a different experiment
+RESEED = "training_seed"  # initialisation, augmentation and shuffling only: the same experiment run again
 
 
 def _architecture(run: dict) -> str:
@@ -133,6 +135,74 @@ def _changes(run: dict, base: dict) -> list[str]:
     if data != base_data:
         changes.append(f"data={data}")
     return changes
+
+
+def _experiment(run: dict) -> tuple:
+    """What makes two runs the same experiment: every setting but the training seed (epochs included), the
+    split, the data and the checkpoint it started from."""
+    settings = {name: value for name, value in _settings(run).items() if name not in ("name", "description", RESEED)}
+    settings["epochs"] = run["metrics"]["epochs_planned"]
+    return (json.dumps(settings, sort_keys=True, default=str), run["metrics"]["protocol"],
+            run["config"]["train_images"], Path(run["config"].get("data") or "").name,
+            Path(run["config"].get("init_from") or "").name)
+
+
+def seed_groups(runs: list[dict]) -> list[list[dict]]:
+    """Runs of one experiment with different training seeds (two or more): how far reseeding alone moves it."""
+    groups: dict[tuple, list[dict]] = {}
+    for run in runs:
+        groups.setdefault(_experiment(run), []).append(run)
+    return [group for group in groups.values()
+            if len({_seed(run) for run in group}) > 1]
+
+
+def _spread(values: list[float], fmt: str, scale: float = 1.0) -> str:
+    values = [scale * value for value in values]
+    mean, sd = float(np.mean(values)), float(np.std(values, ddof=1))
+    return f"{mean:{fmt}} +- {sd:{fmt}} ({min(values):{fmt}}-{max(values):{fmt}})"
+
+
+def seed_table(runs: list[dict]) -> list[str]:
+    """Each seed group's spread, and every other run started from the same checkpoint against it: a change
+    whose figures stay inside the range that reseeding alone gives is not shown to do anything."""
+    lines = []
+    for group in seed_groups(runs):
+        figures = [_within(run, None) for run in group]
+        accuracies, maes = [a for a, _ in figures], [m for _, m in figures]
+        names = ", ".join(f"{run['name']} (seed {_seed(run)})" for run in group)
+        lines.append(f"| {names} | {len(group)} | {_spread(accuracies, '.2f', 100)} | {_spread(maes, '.2f')} | "
+                     "reseeding alone |")
+        key = _experiment(group[0])[1:]
+        for run in runs:
+            if run in group or _experiment(run)[1:] != key or _architecture(run) != _architecture(group[0]):
+                continue
+            accuracy, mae = _within(run, None)
+            changes = _changes(run, group[0])
+            if run["metrics"]["epochs_planned"] != group[0]["metrics"]["epochs_planned"]:
+                changes.insert(0, f"epochs={run['metrics']['epochs_planned']}")
+            lines.append(f"| {run['name']} ({', '.join(changes)}) | 1 | {100 * accuracy:.2f} "
+                         f"({_distance(accuracy, accuracies)}) | {mae:.2f} ({_distance(mae, maes)}) | "
+                         f"gender {_inside(accuracy, accuracies)}, age {_inside(mae, maes)} |")
+    if not lines:
+        return []
+    return ["| runs | n | best val gender acc, % (mean +- sd, range) | lowest val MAE (mean +- sd, range) | "
+            "reading |", "|---|---:|---:|---:|---|", *lines]
+
+
+def _inside(value: float, sample: list[float]) -> str:
+    return "within the seeds' range" if min(sample) <= value <= max(sample) else "beyond it"
+
+
+def _distance(value: float, sample: list[float]) -> str:
+    """How many of the seeds' standard deviations a figure lies from their mean."""
+    sd = float(np.std(sample, ddof=1))
+    return f"{(value - float(np.mean(sample))) / sd:+.1f} sd" if sd > 0 else "n/a"
+
+
+def _seed(run: dict) -> int:
+    """The seed its training used: `training_seed`, or the split's seed where that is -1 (the default)."""
+    settings = _settings(run)
+    return settings[RESEED] if settings.get(RESEED, -1) >= 0 else settings["seed"]
 
 
 def ablation_table(runs: list[dict]) -> list[str]:
@@ -275,6 +345,13 @@ def compare(run_folders: list[Path], out: Path) -> Path:
                  "settings changed), over the epochs both ran; a run started from another's checkpoint "
                  "(`--init-from`) against all of that run.", "",
                  *ablation, ""]
+    seeds = seed_table(runs)
+    if seeds:
+        text += ["## Reseeding", "",
+                 "Runs that differ only in `training_seed` (initialisation, augmentation, shuffling; same split and "
+                 "starting checkpoint and as many epochs): their spread is how far chance alone moves a figure. "
+                 "Each other run from the same starting checkpoint is read against it: inside the seeds' range its "
+                 "change is not shown to matter; beyond it, with as few seeds as these, is a hint, not proof.", "", *seeds, ""]
     text += ["## What the numbers say", "", *[f"- {line}" for line in conclusions(runs)], "",
              f"![learning curves]({figure.name})", ""]
     out.write_text("\n".join(text))
