@@ -183,3 +183,23 @@ def test_no_reseeding_section_without_two_seeds_of_one_experiment(tmp_path):
     out = tmp_path / "compare.md"
     assert main(["compare", str(a), str(b), "--out", str(out)]) == 0
     assert "## Reseeding" not in out.read_text()
+
+
+def test_two_seed_groups_from_one_checkpoint_are_compared_by_their_means(tmp_path):
+    from agegender.recipes import get_recipe
+
+    dlib = get_recipe("dlib-resnet").to_dict()
+
+    def run(name, accuracy, mae, **settings):
+        folder = _fake_run(tmp_path / name, "holdout", 15000, [accuracy], [mae], recipe={**dlib, **settings})
+        config = json.loads((folder / "config.json").read_text())
+        (folder / "config.json").write_text(json.dumps({**config, "init_from": "runs/probe"}))
+        return folder
+
+    runs = [run("small-1", 0.92, 4.40), run("small-2", 0.93, 4.50, training_seed=1338),
+            run("large-1", 0.94, 4.40, image_size=168), run("large-2", 0.95, 4.50, image_size=168, training_seed=1338)]
+    out = tmp_path / "compare.md"
+    assert main(["compare", *map(str, runs), "--out", str(out)]) == 0
+    # means 92.5 against 94.5 (sd 0.71 each: standard error 0.71); MAEs 4.45 both
+    assert ("| large-1, large-2 (image_size=168; seeds 1337, 1338) | 2 | 94.50 (+2.00 +- 0.71) | 4.450 (+0.000 +- "
+            "0.071) | gender beyond two standard errors, age within two standard errors |") in out.read_text()

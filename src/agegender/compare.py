@@ -164,29 +164,64 @@ def _spread(values: list[float], fmt: str, scale: float = 1.0) -> str:
 
 def seed_table(runs: list[dict]) -> list[str]:
     """Each seed group's spread, and every other run started from the same checkpoint against it: a change
-    whose figures stay inside the range that reseeding alone gives is not shown to do anything."""
-    lines = []
-    for group in seed_groups(runs):
-        figures = [_within(run, None) for run in group]
-        accuracies, maes = [a for a, _ in figures], [m for _, m in figures]
+    whose figures stay inside the range that reseeding alone gives is not shown to do anything. Another seed
+    group from the same checkpoint is read as a whole: the difference of the means and its standard error."""
+    lines, groups = [], seed_groups(runs)
+    for index, group in enumerate(groups):
+        accuracies, maes = _figures(group)
         names = ", ".join(f"{run['name']} (seed {_seed(run)})" for run in group)
         lines.append(f"| {names} | {len(group)} | {_spread(accuracies, '.2f', 100)} | {_spread(maes, '.2f')} | "
                      "reseeding alone |")
         key = _experiment(group[0])[1:]
+        for other in groups[index + 1:]:
+            if _experiment(other[0])[1:] == key and _architecture(other[0]) == _architecture(group[0]):
+                lines.append(_group_against(other, group))
+        grouped = [run for other in groups for run in other]
         for run in runs:
-            if run in group or _experiment(run)[1:] != key or _architecture(run) != _architecture(group[0]):
+            if run in grouped or _experiment(run)[1:] != key or _architecture(run) != _architecture(group[0]):
+                continue
+            nearest = min((other for other in groups if _experiment(other[0])[1:] == key),
+                          key=lambda other: len(_changes_with_epochs(run, other[0])))
+            if nearest is not group:  # read against the seed group it differs least from, once
                 continue
             accuracy, mae = _within(run, None)
-            changes = _changes(run, group[0])
-            if run["metrics"]["epochs_planned"] != group[0]["metrics"]["epochs_planned"]:
-                changes.insert(0, f"epochs={run['metrics']['epochs_planned']}")
-            lines.append(f"| {run['name']} ({', '.join(changes)}) | 1 | {100 * accuracy:.2f} "
-                         f"({_distance(accuracy, accuracies)}) | {mae:.2f} ({_distance(mae, maes)}) | "
-                         f"gender {_inside(accuracy, accuracies)}, age {_inside(mae, maes)} |")
+            lines.append(f"| {run['name']} ({', '.join(_changes_with_epochs(run, group[0]))}) | 1 | "
+                         f"{100 * accuracy:.2f} ({_distance(accuracy, accuracies)}) | {mae:.2f} "
+                         f"({_distance(mae, maes)}) | gender {_inside(accuracy, accuracies)}, age "
+                         f"{_inside(mae, maes)} |")
     if not lines:
         return []
     return ["| runs | n | best val gender acc, % (mean +- sd, range) | lowest val MAE (mean +- sd, range) | "
             "reading |", "|---|---:|---:|---:|---|", *lines]
+
+
+def _figures(group: list[dict]) -> tuple[list[float], list[float]]:
+    figures = [_within(run, None) for run in group]
+    return [a for a, _ in figures], [m for _, m in figures]
+
+
+def _changes_with_epochs(run: dict, base: dict) -> list[str]:
+    changes = _changes(run, base)
+    if run["metrics"]["epochs_planned"] != base["metrics"]["epochs_planned"]:
+        changes.insert(0, f"epochs={run['metrics']['epochs_planned']}")
+    return changes
+
+
+def _group_against(group: list[dict], base: list[dict]) -> str:
+    """One seed group against another: each figure's difference of means, with its standard error from both
+    groups' spreads; a difference under two standard errors is not shown."""
+    cells, verdicts = [], []
+    for (values, base_values), scale, fmt, what in zip(zip(_figures(group), _figures(base)), (100, 1), (".2f", ".3f"),
+                                                         ("gender", "age")):
+        values, base_values = [scale * v for v in values], [scale * v for v in base_values]
+        difference = float(np.mean(values) - np.mean(base_values))
+        error = float(np.sqrt(np.var(values, ddof=1) / len(values) + np.var(base_values, ddof=1) / len(base_values)))
+        cells.append(f"{np.mean(values):{fmt}} ({difference:+{fmt}} +- {error:{fmt}})")
+        verdicts.append(f"{what} {'beyond' if abs(difference) > 2 * error else 'within'} two standard errors")
+    changes = [change for change in _changes_with_epochs(group[0], base[0]) if not change.startswith(RESEED)]
+    names = ", ".join(run["name"] for run in group)
+    return f"| {names} ({', '.join(changes)}; seeds {', '.join(str(_seed(run)) for run in group)}) | " \
+           f"{len(group)} | {cells[0]} | {cells[1]} | {', '.join(verdicts)} |"
 
 
 def _inside(value: float, sample: list[float]) -> str:
