@@ -386,7 +386,8 @@ def compare(run_folders: list[Path], out: Path) -> Path:
                  "Runs that differ only in `training_seed` (initialisation, augmentation, shuffling; same split and "
                  "starting checkpoint and as many epochs): their spread is how far chance alone moves a figure. "
                  "Each other run from the same starting checkpoint is read against it: inside the seeds' range its "
-                 "change is not shown to matter; beyond it, with as few seeds as these, is a hint, not proof.", "", *seeds, ""]
+                 "change is not shown to matter; beyond it, with as few seeds as these, is a hint, not proof.", "",
+                 *seeds, ""]
     text += ["## What the numbers say", "", *[f"- {line}" for line in conclusions(runs)], "",
              f"![learning curves]({figure.name})", ""]
     out.write_text("\n".join(text))
