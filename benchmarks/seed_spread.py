@@ -19,24 +19,23 @@ import argparse
 import numpy as np
 
 from agegender.data import protocol_split, read_dataset
-from agegender.evaluate import GROUPS, group_rows
-from agegender.images import load_crops
+from agegender.evaluate import GROUPS, breakdown, evaluate_frame
 from agegender.predictor import AgeGenderModel
 from agegender.recipes import Recipe
 
 
-def figures(model_path: str, rows, groups: list[tuple[str, np.ndarray]]) -> dict[str, tuple[float, float]]:
-    """(gender accuracy %, age MAE) of one model per group, on the faces it could read."""
-    model = AgeGenderModel(model_path)
-    pixels, readable = load_crops(rows["path"].tolist(), model.image_size)
-    outputs = model.predict_outputs(pixels)
-    right = (outputs["gender"] >= 0.5) == (rows["gender"].to_numpy() == 1)
-    errors = np.abs(outputs["age"] - rows["age"].to_numpy())
-    return {label: (100 * right[mask & readable].mean(), errors[mask & readable].mean()) for label, mask in groups}
+def figures(model_path: str, rows) -> dict[str, dict]:
+    """One model's scores (faces, gender accuracy, age MAE) overall and per group, as `agegender evaluate`
+    groups them, keyed by a label such as "age 60+"."""
+    result = breakdown(evaluate_frame(AgeGenderModel(model_path), rows))
+    scores = {"overall": result["overall"]}
+    for section, label in GROUPS:
+        scores.update({f"{label} {name}": group for name, group in result.get(section, {}).items()})
+    return scores
 
 
 def spread(values: list[float]) -> tuple[float, float]:
-    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+    return float(np.mean(values)), float(np.std(values, ddof=1))
 
 
 def main() -> None:
@@ -51,29 +50,26 @@ def main() -> None:
 
     split = protocol_split(read_dataset(args.data), "holdout", Recipe.seed)
     rows = split[split["split"] == args.split_name].reset_index(drop=True)
-    groups, sections = [("overall", np.ones(len(rows), bool))], group_rows(rows)
-    for section, label in GROUPS:
-        for name, members in sections.get(section, {}).items():
-            groups.append((f"{label} {name}", rows.index.isin(members)))
 
-    results = {side: [figures(path, rows, groups) for path in getattr(args, side)] for side in ("a", "b")}
+    results = {side: [figures(path, rows) for path in getattr(args, side)] for side in ("a", "b")}
     print(f"the {args.split_name} part of protocol holdout; a: {', '.join(args.a)}; b: {', '.join(args.b)}\n")
     print("| model | gender accuracy | age MAE |\n|---|---:|---:|")
     for side in ("a", "b"):
         for path, result in zip(getattr(args, side), results[side]):
-            print(f"| {side}: {path} | {result['overall'][0]:.2f}% | {result['overall'][1]:.3f} |")
+            print(f"| {side}: {path} | {100 * result['overall']['gender_accuracy']:.2f}% | "
+                  f"{result['overall']['age_mae']:.3f} |")
     print(f"\n| group | faces | gender % a (mean +- sd, {len(args.a)} seeds) | b ({len(args.b)} seeds) | b - a | "
           "age MAE a | b | b - a |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    for label, mask in groups:
+    for label, faces in results["a"][0].items():
         cells = []
-        for index, fmt in ((0, ".2f"), (1, ".3f")):
-            (mean_a, sd_a), (mean_b, sd_b) = (spread([result[label][index] for result in results[side]])
+        for key, scale, fmt in (("gender_accuracy", 100, ".2f"), ("age_mae", 1, ".3f")):
+            (mean_a, sd_a), (mean_b, sd_b) = (spread([scale * result[label][key] for result in results[side]])
                                               for side in ("a", "b"))
             error = np.sqrt(sd_a ** 2 / len(args.a) + sd_b ** 2 / len(args.b))
             cells += [f"{mean_a:{fmt}} +- {sd_a:{fmt}}", f"{mean_b:{fmt}} +- {sd_b:{fmt}}",
                       f"{mean_b - mean_a:+{fmt}} +- {error:{fmt}}"]
-        print(f"| {label} | {mask.sum()} | " + " | ".join(cells) + " |")
+        print(f"| {label} | {faces['n']} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
