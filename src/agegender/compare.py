@@ -167,23 +167,23 @@ def seed_table(runs: list[dict]) -> list[str]:
     whose figures stay inside the range that reseeding alone gives is not shown to do anything. Another seed
     group from the same checkpoint is read as a whole: the difference of the means and its standard error."""
     lines, groups = [], seed_groups(runs)
+    # the start a run shares with others (split, data, checkpoint): only runs from one start are compared
+    start = {id(run): (_experiment(run)[1:], _architecture(run)) for run in runs}
+    grouped = {id(run) for group in groups for run in group}
+    readers: dict[int, list[dict]] = {}  # each other run, read once, against the seed group it differs least from
+    for run in runs:
+        candidates = [index for index, group in enumerate(groups) if start[id(group[0])] == start[id(run)]]
+        if id(run) not in grouped and candidates:
+            nearest = min(candidates, key=lambda index: len(_changes_with_epochs(run, groups[index][0])))
+            readers.setdefault(nearest, []).append(run)
     for index, group in enumerate(groups):
         accuracies, maes = _figures(group)
         names = ", ".join(f"{run['name']} (seed {_seed(run)})" for run in group)
         lines.append(f"| {names} | {len(group)} | {_spread(accuracies, '.2f', 100)} | {_spread(maes, '.2f')} | "
                      "reseeding alone |")
-        key = _experiment(group[0])[1:]
-        for other in groups[index + 1:]:
-            if _experiment(other[0])[1:] == key and _architecture(other[0]) == _architecture(group[0]):
-                lines.append(_group_against(other, group))
-        grouped = [run for other in groups for run in other]
-        for run in runs:
-            if run in grouped or _experiment(run)[1:] != key or _architecture(run) != _architecture(group[0]):
-                continue
-            nearest = min((other for other in groups if _experiment(other[0])[1:] == key),
-                          key=lambda other: len(_changes_with_epochs(run, other[0])))
-            if nearest is not group:  # read against the seed group it differs least from, once
-                continue
+        lines += [_group_against(other, group) for other in groups[index + 1:]
+                  if start[id(other[0])] == start[id(group[0])]]
+        for run in readers.get(index, []):
             accuracy, mae = _within(run, None)
             lines.append(f"| {run['name']} ({', '.join(_changes_with_epochs(run, group[0]))}) | 1 | "
                          f"{100 * accuracy:.2f} ({_distance(accuracy, accuracies)}) | {mae:.2f} "
