@@ -74,6 +74,32 @@ def test_members_of_different_sizes_read_one_face_resized_in_the_graph(tiny_onnx
     assert "gender_temperature" not in info and "age_interval" not in info  # members' calibrations do not carry over
 
 
+def test_weights_make_one_member_count_more_for_each_output_apart(tiny_onnx, untrained_onnx, tmp_path):
+    out = average_models([tiny_onnx, untrained_onnx], tmp_path / "weighted.onnx", gender_weights=[1, 1],
+                         age_weights=[0.7, 2.1])  # scaled to 0.25 and 0.75
+    colours = np.array([[200, 60, 60], [60, 60, 200], [10, 240, 90]], "float32")
+    pixels = np.broadcast_to(colours[:, None, None, :], (3, 48, 48, 3)).copy()
+    members = [AgeGenderModel(path, flip=False) for path in (tiny_onnx, untrained_onnx)]
+    alone = [member.predict_outputs(pixels[:, :member.image_size, :member.image_size]) for member in members]
+    averaged = AgeGenderModel(out, flip=False)
+    result = averaged.predict_outputs(pixels)
+    assert np.allclose(result["age"], 0.25 * alone[0]["age"] + 0.75 * alone[1]["age"], atol=1e-3)
+    assert not np.allclose(result["age"], (alone[0]["age"] + alone[1]["age"]) / 2, atol=0.1)
+    _, equal_gender = _expected(members, pixels)  # gender weights equal: the plain mean log-odds
+    assert np.allclose(result["gender"], equal_gender, atol=1e-5)
+    assert [(m["gender_weight"], m["age_weight"]) for m in averaged.metadata["members"]] == [(0.5, 0.25), (0.5, 0.75)]
+
+
+def test_weights_that_do_not_fit_the_models_are_refused_in_one_line(tiny_onnx, untrained_onnx, tmp_path, capsys):
+    models = [str(tiny_onnx), str(untrained_onnx)]
+    assert main(["average", *models, "--age-weights", "1", "2", "3", "--out", str(tmp_path / "a.onnx")]) == 2
+    error = capsys.readouterr().err
+    assert "3 age weights for 2 models" in error and len(error.strip().splitlines()) == 1
+    assert main(["average", *models, "--gender-weights", "0", "0", "--out", str(tmp_path / "b.onnx")]) == 2
+    assert "not all zero" in capsys.readouterr().err
+    assert not (tmp_path / "a.onnx").exists() and not (tmp_path / "b.onnx").exists()
+
+
 def test_an_average_is_made_calibrated_and_evaluated_from_the_command_line(tiny_onnx, untrained_onnx, utk_folder,
                                                                             tmp_path, capsys):
     out = tmp_path / "pair.onnx"
@@ -114,6 +140,7 @@ def test_members_come_back_out_of_an_average_as_they_went_in(tiny_onnx, untraine
         got, expected = member.predict_outputs(pixels), alone.predict_outputs(pixels)
         assert np.allclose(got["age"], expected["age"], atol=1e-5)
         assert np.allclose(got["gender"], expected["gender"], atol=1e-6)
+        assert "age_weight" not in member.metadata  # a weight belongs to the average, not to the network
     # averaged again, the members make the same model
     again = average_models([tmp_path / "members" / "tiny.onnx", tmp_path / "members" / "untrained.onnx"],
                            tmp_path / "again.onnx")

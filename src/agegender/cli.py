@@ -103,7 +103,7 @@ def _export(args) -> int:
 def _average(args) -> int:
     from .ensemble import average_models
 
-    out = average_models(args.models, args.out)
+    out = average_models(args.models, args.out, gender_weights=args.gender_weights, age_weights=args.age_weights)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB); calibrate it: agegender calibrate {out} --data ...")
     return 0
 
@@ -307,6 +307,11 @@ def parser() -> argparse.ArgumentParser:
                                   "(gender log-odds, ages): networks pretrained differently make different errors")
     average.add_argument("models", nargs="+", help="two or more .onnx models or run folders (their model.onnx)")
     average.add_argument("--out", required=True, help="the .onnx file to write")
+    average.add_argument("--gender-weights", nargs="+", type=float, metavar="W",
+                         help="one weight per model for the gender log-odds (default: equal)")
+    average.add_argument("--age-weights", nargs="+", type=float, metavar="W",
+                         help="one weight per model for the age (default: equal; "
+                              "benchmarks/member_weights.py reads the choice on validation)")
     average.set_defaults(run=_average)
 
     members = commands.add_parser("members", help="write each member of an averaged model back as its own .onnx "

@@ -15,17 +15,21 @@ from .predictor import ModelError, resolve_model_path
 CLIP = 1e-7  # probabilities are clipped before their log-odds are taken, as calibration.logit does
 
 
-def average_models(models: list[str | Path], out: str | Path) -> Path:
+def average_models(models: list[str | Path], out: str | Path, gender_weights: list[float] | None = None,
+                   age_weights: list[float] | None = None) -> Path:
     """Write `out`: one graph running every member (.onnx files or run folders) on an N x S x S x 3 image batch,
     S the largest member input size (each smaller member gets the batch resized, bilinear, in the graph).
-    Outputs `gender` (sigmoid of the mean log-odds) and `age` (the mean); other member outputs are left out.
-    Its metadata names the members; calibrate the result (agegender calibrate), as the members' calibrations
-    do not carry over."""
+    Outputs `gender` (sigmoid of the weighted mean log-odds) and `age` (the weighted mean); other member
+    outputs are left out. Weights are one per member, in the members' order, scaled to sum to 1 (None: equal).
+    Its metadata names the members and their weights; calibrate the result (agegender calibrate), as the
+    members' calibrations do not carry over."""
     import onnx
     from onnx import TensorProto, compose, helper, numpy_helper
 
     if len(models) < 2:
         raise ValueError("averaging needs at least two models")
+    gender_weights = member_weights(gender_weights, len(models), "gender")
+    age_weights = member_weights(age_weights, len(models), "age")
     paths = [resolve_model_path(model) for model in models]
     loaded = []
     for path in paths:
@@ -53,7 +57,8 @@ def average_models(models: list[str | Path], out: str | Path) -> Path:
                                ["batch_size"])]
     for index, (model, own_size, path) in enumerate(zip(loaded, sizes, paths)):
         prefix = f"member{index}/"
-        members.append({"file": path.name, **_agegender_metadata(model)})
+        members.append({"file": path.name, **_agegender_metadata(model),
+                        "gender_weight": gender_weights[index], "age_weight": age_weights[index]})
         model = compose.add_prefix(model, prefix)
         member_input = model.graph.input[0].name
         if own_size == size:
@@ -71,11 +76,17 @@ def average_models(models: list[str | Path], out: str | Path) -> Path:
                   helper.make_node("Log", [probability], [f"{prefix}log_p"]),
                   helper.make_node("Sub", [constant("unit", np.float32(1)), probability], [f"{prefix}q"]),
                   helper.make_node("Log", [f"{prefix}q"], [f"{prefix}log_q"]),
-                  helper.make_node("Sub", [f"{prefix}log_p", f"{prefix}log_q"], [f"{prefix}odds"])]
-        odds.append(f"{prefix}odds")
-        ages.append(f"{prefix}age")
-    nodes += [helper.make_node("Mean", odds, ["mean_odds"]), helper.make_node("Sigmoid", ["mean_odds"], ["gender"]),
-              helper.make_node("Mean", ages, ["age"])]
+                  helper.make_node("Sub", [f"{prefix}log_p", f"{prefix}log_q"], [f"{prefix}odds"]),
+                  helper.make_node("Mul", [f"{prefix}odds", constant(f"{prefix}gender_weight",
+                                                                    np.float32(gender_weights[index]))],
+                                   [f"{prefix}weighted_odds"]),
+                  helper.make_node("Mul", [f"{prefix}age", constant(f"{prefix}age_weight",
+                                                                   np.float32(age_weights[index]))],
+                                   [f"{prefix}weighted_age"])]
+        odds.append(f"{prefix}weighted_odds")
+        ages.append(f"{prefix}weighted_age")
+    nodes += [helper.make_node("Sum", odds, ["mean_odds"]), helper.make_node("Sigmoid", ["mean_odds"], ["gender"]),
+              helper.make_node("Sum", ages, ["age"])]
 
     graph = helper.make_graph(
         nodes, "average", [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", size, size, 3])],
@@ -96,6 +107,17 @@ def average_models(models: list[str | Path], out: str | Path) -> Path:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     return _save(combined, out)
+
+
+def member_weights(weights: list[float] | None, count: int, output: str) -> list[float]:
+    """One weight per member, scaled to sum to 1 (to 6 decimals, as the metadata shows them); None: equal."""
+    if weights is None:
+        weights = [1.0] * count
+    if len(weights) != count:
+        raise ValueError(f"{len(weights)} {output} weights for {count} models: give one per model, in their order")
+    if min(weights) < 0 or sum(weights) <= 0:
+        raise ValueError(f"{output} weights must be zero or more, and not all zero")
+    return [round(float(weight) / sum(weights), 6) for weight in weights]
 
 
 def _load(path: Path):
@@ -123,9 +145,11 @@ def _metadata(model) -> dict:
 
 
 def _agegender_metadata(model) -> dict:
-    """A member's own metadata, less what applies to it alone (its calibration and flip setting)."""
+    """A member's own metadata, less what applies to it alone (its calibration and flip setting) or to an
+    average it was once part of (its weights there)."""
     info = _metadata(model)
-    for key in ("age_interval", "gender_temperature", "test_time_flip", "calibrated_on"):
+    for key in ("age_interval", "gender_temperature", "test_time_flip", "calibrated_on", "gender_weight",
+                "age_weight"):
         info.pop(key, None)
     return info
 
@@ -181,7 +205,7 @@ def extract_members(model: str | Path, out_folder: str | Path) -> list[Path]:
             [helper.make_tensor_value_info(name, TensorProto.FLOAT, ["N", 1]) for name in ("age", "gender")],
             initializers)
         alone = helper.make_model(graph, opset_imports=combined.opset_import, ir_version=combined.ir_version)
-        info = {key: value for key, value in member.items() if key != "file"}
+        info = {key: value for key, value in member.items() if key not in ("file", "gender_weight", "age_weight")}
         alone.metadata_props.add(key="agegender", value=json.dumps(info))
         onnx.checker.check_model(alone)
         written.append(_save(alone, out_folder / Path(member["file"]).name))
