@@ -31,6 +31,7 @@ def test_rerun_skips_finished_stages_and_resumes_the_interrupted_one(tmp_path):
     assert trains[1].endswith(f"--data DATA --protocol holdout --out {runs}/pair-dlib-probe")
     assert f"--init-from {runs}/pair-dlib-probe" in trains[2] and "dropped_blocks=13" in trains[2]
     assert [line.split()[0] for line in lines[3:]] == ["export", "export", "average", "calibrate"]
+    assert "--age-weights 0.35 0.65" in lines[5]
 
 
 @pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
