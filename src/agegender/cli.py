@@ -108,6 +108,14 @@ def _average(args) -> int:
     return 0
 
 
+def _info(args) -> int:
+    from .model_info import info_text, model_info
+
+    info = model_info(args.model)
+    print(json.dumps(info, indent=2) if args.json else info_text(info))
+    return 0
+
+
 def _members(args) -> int:
     from .ensemble import extract_members
 
@@ -313,6 +321,11 @@ def parser() -> argparse.ArgumentParser:
                          help="one weight per model for the age (default: equal; "
                               "benchmarks/member_weights.py reads the choice on validation)")
     average.set_defaults(run=_average)
+
+    info = commands.add_parser("info", help="what a model holds: input, weights, calibration, flip, members")
+    info.add_argument("model", nargs="?", help="a .onnx or .keras model, or a run folder (default: the shipped model)")
+    info.add_argument("--json", action="store_true", help="print the model's metadata as JSON")
+    info.set_defaults(run=_info)
 
     members = commands.add_parser("members", help="write each member of an averaged model back as its own .onnx "
                                   "(to run, evaluate or re-average one network)")
