@@ -97,7 +97,9 @@ def test_weights_that_do_not_fit_the_models_are_refused_in_one_line(tiny_onnx, u
     assert "3 age weights for 2 models" in error and len(error.strip().splitlines()) == 1
     assert main(["average", *models, "--gender-weights", "0", "0", "--out", str(tmp_path / "b.onnx")]) == 2
     assert "not all zero" in capsys.readouterr().err
-    assert not (tmp_path / "a.onnx").exists() and not (tmp_path / "b.onnx").exists()
+    assert main(["average", *models, "--age-weights", "nan", "1", "--out", str(tmp_path / "c.onnx")]) == 2
+    assert "numbers of zero or more" in capsys.readouterr().err
+    assert not any((tmp_path / name).exists() for name in ("a.onnx", "b.onnx", "c.onnx"))
 
 
 def test_an_average_is_made_calibrated_and_evaluated_from_the_command_line(tiny_onnx, untrained_onnx, utk_folder,

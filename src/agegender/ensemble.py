@@ -115,8 +115,8 @@ def member_weights(weights: list[float] | None, count: int, output: str) -> list
         weights = [1.0] * count
     if len(weights) != count:
         raise ValueError(f"{len(weights)} {output} weights for {count} models: give one per model, in their order")
-    if min(weights) < 0 or sum(weights) <= 0:
-        raise ValueError(f"{output} weights must be zero or more, and not all zero")
+    if not np.all(np.isfinite(weights)) or min(weights) < 0 or sum(weights) <= 0:
+        raise ValueError(f"{output} weights must be numbers of zero or more, and not all zero")
     return [round(float(weight) / sum(weights), 6) for weight in weights]
 
 
@@ -145,11 +145,9 @@ def _metadata(model) -> dict:
 
 
 def _agegender_metadata(model) -> dict:
-    """A member's own metadata, less what applies to it alone (its calibration and flip setting) or to an
-    average it was once part of (its weights there)."""
+    """A member's own metadata, less what applies to it alone (its calibration and flip setting)."""
     info = _metadata(model)
-    for key in ("age_interval", "gender_temperature", "test_time_flip", "calibrated_on", "gender_weight",
-                "age_weight"):
+    for key in ("age_interval", "gender_temperature", "test_time_flip", "calibrated_on"):
         info.pop(key, None)
     return info
 
