@@ -30,8 +30,8 @@ from agegender.recipes import Recipe
 HALVINGS = 50
 
 
-def member_outputs(path: str, rows: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
-    """The readable rows, and each member's gender log-odds and age per face (2 x N each)."""
+def member_outputs(path: str, rows: pd.DataFrame) -> tuple[list[str], pd.DataFrame, np.ndarray, np.ndarray]:
+    """The members' names, the readable rows, and each member's gender log-odds and age per face (2 x N each)."""
     import onnx
     import onnxruntime
     from onnx import TensorProto, helper
@@ -56,20 +56,25 @@ def member_outputs(path: str, rows: pd.DataFrame) -> tuple[pd.DataFrame, np.ndar
     mean = {name: np.concatenate(parts).reshape(len(views), -1).mean(axis=0) for name, parts in values.items()}
     odds = np.stack([mean["member0/odds"], mean["member1/odds"]])
     ages = np.stack([mean["member0/age"], mean["member1/age"]])
-    return rows[readable].reset_index(drop=True), odds, ages
+    names = [member.get("name", member["file"]) for member in members]
+    return names, rows[readable].reset_index(drop=True), odds, ages
+
+
+def mixed(pair: np.ndarray, w: float) -> np.ndarray:
+    """The first member's values weighted w, the second's 1 - w."""
+    return w * pair[0] + (1 - w) * pair[1]
 
 
 def combined(rows: pd.DataFrame, odds: np.ndarray, ages: np.ndarray, w_gender: float, w_age: float) -> pd.DataFrame:
-    return rows.assign(female_probability=1 / (1 + np.exp(-(w_gender * odds[0] + (1 - w_gender) * odds[1]))),
-                       predicted_age=w_age * ages[0] + (1 - w_age) * ages[1])
+    return rows.assign(female_probability=1 / (1 + np.exp(-mixed(odds, w_gender))), predicted_age=mixed(ages, w_age))
 
 
 def accuracy(rows, odds, w, faces) -> float:
-    return float((((w * odds[0] + (1 - w) * odds[1])[faces] >= 0) == rows["gender"].values[faces]).mean())
+    return float(((mixed(odds, w)[faces] >= 0) == rows["gender"].values[faces]).mean())
 
 
 def mae(rows, ages, w, faces) -> float:
-    return float(np.abs((w * ages[0] + (1 - w) * ages[1])[faces] - rows["age"].values[faces]).mean())
+    return float(np.abs(mixed(ages, w)[faces] - rows["age"].values[faces]).mean())
 
 
 def halving_gain(rows, odds, ages, grid, rng) -> tuple[float, float]:
@@ -98,14 +103,14 @@ def main() -> None:
     split = protocol_split(read_dataset(args.data), "holdout", Recipe.seed)
     rows = split[split["split"] == args.split_name].reset_index(drop=True)
     grid = np.round(np.arange(0, 1 + 1e-9, args.step), 6)
-    outputs = [member_outputs(path, rows) for path in args.models]
+    read = [member_outputs(path, rows) for path in args.models]
+    names, outputs = read[0][0], [output for _, *output in read]
     # the groups to watch: the worst of the equal average, as agegender evaluate names them
     worst = breakdown(combined(*outputs[0], 0.5, 0.5))["worst"]
     worst_age, worst_gender = worst["age_bracket"]["age_mae"], worst["age_bracket"]["gender_accuracy"]
 
-    first = AgeGenderModel(args.models[0]).metadata["members"]
     print(f"the {args.split_name} part of protocol holdout; {len(args.models)} pair(s); w: the weight of "
-          f"{first[0].get('name', first[0]['file'])} (the other: {first[1].get('name', first[1]['file'])})\n")
+          f"{names[0]} (the other: {names[1]})\n")
     print(f"| w | gender accuracy | age MAE | age {worst_age} MAE | age {worst_gender} gender accuracy |")
     print("|---:|---:|---:|---:|---:|")
     for w in grid:

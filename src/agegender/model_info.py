@@ -10,10 +10,9 @@ from .predictor import AgeGenderModel
 def model_info(model: str | Path | None) -> dict:
     """The model's own metadata with its path, format, file size and input size."""
     loaded = AgeGenderModel(model)
-    info = {"path": str(loaded.path), "format": loaded.path.suffix.lstrip("."),
+    return {"path": str(loaded.path), "format": loaded.path.suffix.lstrip("."),
             "size_bytes": loaded.path.stat().st_size, **loaded.metadata, "image_size": loaded.image_size,
             "test_time_flip": loaded.flip}
-    return info
 
 
 def info_text(info: dict) -> str:
