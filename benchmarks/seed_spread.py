@@ -7,8 +7,9 @@ Each model is one training seed of its recipe (e.g. `--set training_seed=N`, exp
 calibrated the same way). Every model reads protocol holdout's chosen part (as its own settings say: flip,
 temperature). Per group (overall, per age bracket, gender and race, as `agegender evaluate` groups): each
 recipe's mean and standard deviation over its seeds, and the difference of the means with its standard
-error from the seeds' spread, sqrt(sd_a^2 / n_a + sd_b^2 / n_b). `paired_comparison.py` asks whether two
-single models differ on these faces; this asks whether two recipes do, which a reseed alone can move as much.
+error from the seeds' spread, sqrt(sd_a^2 / n_a + sd_b^2 / n_b), as `agegender compare` gives it.
+`paired_comparison.py` asks whether two single models differ on these faces; this asks whether two recipes
+do, which a reseed alone can move as much.
 With two or three seeds a recipe's standard deviation is itself rough (a group where they happen to agree
 shows 0): read a difference as real only when it is several standard errors and holds across groups.
 """
@@ -18,6 +19,7 @@ import argparse
 
 import numpy as np
 
+from agegender.compare import difference_of_means
 from agegender.data import protocol_split, read_dataset
 from agegender.evaluate import GROUPS, breakdown, evaluate_frame
 from agegender.predictor import AgeGenderModel
@@ -64,11 +66,11 @@ def main() -> None:
     for label, faces in results["a"][0].items():
         cells = []
         for key, scale, fmt in (("gender_accuracy", 100, ".2f"), ("age_mae", 1, ".3f")):
-            (mean_a, sd_a), (mean_b, sd_b) = (spread([scale * result[label][key] for result in results[side]])
-                                              for side in ("a", "b"))
-            error = np.sqrt(sd_a ** 2 / len(args.a) + sd_b ** 2 / len(args.b))
+            values = {side: [scale * result[label][key] for result in results[side]] for side in ("a", "b")}
+            (mean_a, sd_a), (mean_b, sd_b) = spread(values["a"]), spread(values["b"])
+            difference, error = difference_of_means(values["b"], values["a"])
             cells += [f"{mean_a:{fmt}} +- {sd_a:{fmt}}", f"{mean_b:{fmt}} +- {sd_b:{fmt}}",
-                      f"{mean_b - mean_a:+{fmt}} +- {error:{fmt}}"]
+                      f"{difference:+{fmt}} +- {error:{fmt}}"]
         print(f"| {label} | {faces['n']} | " + " | ".join(cells) + " |")
 
 

@@ -214,14 +214,21 @@ def _group_against(group: list[dict], base: list[dict]) -> str:
     for (values, base_values), scale, fmt, what in zip(zip(_figures(group), _figures(base)), (100, 1), (".2f", ".3f"),
                                                          ("gender", "age")):
         values, base_values = [scale * v for v in values], [scale * v for v in base_values]
-        difference = float(np.mean(values) - np.mean(base_values))
-        error = float(np.sqrt(np.var(values, ddof=1) / len(values) + np.var(base_values, ddof=1) / len(base_values)))
+        difference, error = difference_of_means(values, base_values)
         cells.append(f"{np.mean(values):{fmt}} ({difference:+{fmt}} +- {error:{fmt}})")
         verdicts.append(f"{what} {'beyond' if abs(difference) > 2 * error else 'within'} two standard errors")
     changes = [change for change in _changes_with_epochs(group[0], base[0]) if not change.startswith(RESEED)]
     names = ", ".join(run["name"] for run in group)
     return f"| {names} ({', '.join(changes)}; seeds {', '.join(str(_seed(run)) for run in group)}) | " \
            f"{len(group)} | {cells[0]} | {cells[1]} | {', '.join(verdicts)} |"
+
+
+def difference_of_means(values: list[float], base_values: list[float]) -> tuple[float, float]:
+    """mean(values) - mean(base_values), and its standard error from both samples' spreads (two seeds at least
+    each): sqrt(sd^2 / n + sd_base^2 / n_base)."""
+    difference = float(np.mean(values) - np.mean(base_values))
+    error = float(np.sqrt(np.var(values, ddof=1) / len(values) + np.var(base_values, ddof=1) / len(base_values)))
+    return difference, error
 
 
 def _inside(value: float, sample: list[float]) -> str:
