@@ -152,6 +152,31 @@ def test_calibrate_stores_intervals_and_flip_that_predict_and_evaluate_then_use(
     assert main(["calibrate", str(tiny_onnx.parent / "missing.onnx"), *rows]) == 2
 
 
+def test_a_refit_takes_the_calibration_of_the_model_it_refits(tiny_onnx, utk_folder, tmp_path, capsys):
+    import shutil
+
+    from agegender.predictor import AgeGenderModel
+
+    fitted, refit = tmp_path / "fitted.onnx", tmp_path / "refit.onnx"
+    shutil.copy(tiny_onnx, fitted)
+    shutil.copy(tiny_onnx, refit)
+    assert main(["calibrate", str(refit), "--like", str(fitted)]) == 2  # nothing to copy yet
+    assert "holds no calibration to copy" in capsys.readouterr().err
+    assert main(["calibrate", str(fitted), "--data", str(utk_folder), "--protocol", "full", "--flip"]) == 0
+    capsys.readouterr()
+    assert main(["calibrate", str(refit), "--like", str(fitted), "--data", str(utk_folder)]) == 2
+    assert "without --data" in capsys.readouterr().err
+    assert main(["calibrate", str(refit), "--like", str(fitted), "--no-flip"]) == 2
+    assert "calibrated with test-time flip" in capsys.readouterr().err
+    assert AgeGenderModel(refit).gender_temperature is None  # a refused copy writes nothing
+
+    assert main(["calibrate", str(refit), "--like", str(fitted)]) == 0
+    source, copy = AgeGenderModel(fitted), AgeGenderModel(refit)
+    assert copy.flip and copy.age_interval == source.age_interval
+    assert copy.gender_temperature == source.gender_temperature > 0
+    assert copy.metadata["calibrated_on"] == f"{source.metadata['calibrated_on']} (copied from fitted.onnx)"
+
+
 def test_calibrating_a_distribution_model_keeps_its_own_intervals_and_widens_them(utk_folder, tmp_path, capsys):
     from agegender.calibration import distribution_intervals
     from agegender.predictor import AgeGenderModel

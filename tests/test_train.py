@@ -268,3 +268,42 @@ def test_a_warm_start_knows_the_same_images_under_another_spelling_of_their_path
     _check_same_split(trained_run, relative)  # e.g. ../shared/... in one run, /work/shared/... in the other
     with pytest.raises(RunError, match="different split"):
         _check_same_split(trained_run, relative.assign(split=relative["split"].iloc[::-1].to_numpy()))
+
+
+def test_a_refit_trains_on_training_and_validation_parts_keeps_its_last_epoch_and_never_the_test_part(
+        tmp_path, utk_folder):
+    holdout = TINY.with_overrides(protocol="holdout", schedule="cosine")
+    chosen = tmp_path / "chosen"
+    train(holdout, str(utk_folder), chosen, overrides={"epochs": 1}, verbose=0)
+    with pytest.raises(ValueError, match="refit=true trains without a validation part"):
+        holdout.with_overrides(refit=True, schedule="plateau")
+
+    out = tmp_path / "refit"
+    with pytest.raises(RunError, match="interrupted after epoch 2"):
+        train(holdout.with_overrides(refit=True), str(utk_folder), out, overrides={"epochs": 3}, verbose=0,
+              init_from=chosen, extra_callbacks=[_Interrupt()])
+    class _LastWeights(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            self.weights = [keras.ops.convert_to_numpy(w) for w in self.model.trainable_weights]
+
+    last = _LastWeights()
+    metrics = train(holdout.with_overrides(refit=True), None, out, resume=True, verbose=0, extra_callbacks=[last])
+    before, after = pd.read_csv(chosen / "split.csv"), pd.read_csv(out / "split.csv")
+    assert (after["split"] == "train").sum() == before["split"].isin(["train", "val"]).sum()
+    assert after.loc[after["split"] == "test", "path"].tolist() == before.loc[before["split"] == "test", "path"].tolist()
+    assert "val" not in set(after["split"])
+    config = json.loads((out / "config.json").read_text())
+    assert config["val_images"] == 0 and config["recipe"]["refit"] is True
+    history = pd.read_csv(out / "history.csv")
+    assert history["epoch"].tolist() == [0, 1, 2] and not any(c.startswith("val_") for c in history)
+    assert metrics["refit"] is True and metrics["epochs_run"] == 3 and "best_checkpoint_val" not in metrics
+    assert not (out / "val_breakdown.json").exists() and (out / "age_curves.png").is_file()
+
+    # The kept checkpoint is the last epoch's weights, not one chosen on anything.
+    kept = keras.models.load_model(out / "best.keras", compile=False)
+    for a, b in zip(kept.trainable_weights, last.weights):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), b)
+
+    from agegender.compare import load_run
+    with pytest.raises(ValueError, match="is a refit"):
+        load_run(out)

@@ -76,6 +76,8 @@ def _calibrate(args) -> int:
     model = AgeGenderModel(args.model, flip=args.flip)
     if model.path.suffix != ".onnx":
         raise ModelError(f"{model.path}: calibrate an exported .onnx model (agegender export)")
+    if args.like:
+        return _copy_calibration(model, args)
     model.gender_temperature = None  # fit on the network's own probabilities, not a previous calibration's
     frame, source = _labelled_rows(args, "val")
     predicted, distribution = evaluate_frame(model, frame, keep_distribution=True)
@@ -89,6 +91,30 @@ def _calibrate(args) -> int:
                                  "calibrated_on": f"{len(predicted)} faces, {source}"})
     print(json.dumps({"age_interval": table, "gender_temperature": temperature}, indent=2))
     print(f"wrote the calibration into {model.path}", file=sys.stderr)
+    return 0
+
+
+def _copy_calibration(model, args) -> int:
+    """A refit has no held-out faces of its own to calibrate on: it takes the calibration of the model it refits,
+    fitted on validation faces before they joined training."""
+    from .export import update_metadata
+    from .predictor import AgeGenderModel
+
+    if args.data or args.split:
+        raise DataError("--like copies another model's calibration; give it without --data or --split")
+    source = AgeGenderModel(args.like)
+    keys = ("test_time_flip", "age_interval", "gender_temperature")
+    if not all(key in source.metadata for key in keys):
+        raise ModelError(f"{source.path} holds no calibration to copy; calibrate it first (agegender calibrate)")
+    copied = {key: source.metadata[key] for key in keys}
+    if args.flip is not None and args.flip != copied["test_time_flip"]:
+        raise DataError(f"{source.path} was calibrated {'with' if copied['test_time_flip'] else 'without'} "
+                        "test-time flip; a copied calibration keeps that setting")
+    update_metadata(model.path, {**copied, "calibrated_on": f"{source.metadata.get('calibrated_on', 'unrecorded')} "
+                                                            f"(copied from {source.path.name})"})
+    print(json.dumps({"age_interval": copied["age_interval"], "gender_temperature": copied["gender_temperature"]},
+                     indent=2))
+    print(f"wrote {source.path.name}'s calibration into {model.path}", file=sys.stderr)
     return 0
 
 
@@ -286,6 +312,8 @@ def parser() -> argparse.ArgumentParser:
     calibrate.add_argument("model", help="an .onnx model (rewritten in place)")
     add_rows_arguments(calibrate, "default val; never the test split you report on")
     calibrate.add_argument("--level", type=float, default=0.8, help="share of true ages inside (default 0.8)")
+    calibrate.add_argument("--like", metavar="MODEL", help="instead of fitting, copy MODEL's calibration: for a "
+                           "refit, which has no held-out faces left, from the model it refits")
     calibrate.set_defaults(run=_calibrate)
 
     predict = commands.add_parser("predict", help="age and gender of every face in photos")

@@ -18,12 +18,16 @@ def load_run(folder: Path) -> dict:
     for name in ("history.csv", "metrics.json", "config.json"):
         if not (folder / name).is_file():
             raise ValueError(f"{folder} is not a finished run (no {name}); finish it with agegender train --resume")
+    config = json.loads((folder / "config.json").read_text())
+    if config["recipe"].get("refit"):
+        raise ValueError(f"{folder} is a refit (trained on its validation part too): it has no validation figures "
+                         "to compare; evaluate it on the test part instead")
     breakdown_path = folder / "val_breakdown.json"
     return {
         "name": folder.name,
         "history": pd.read_csv(folder / "history.csv"),
         "metrics": json.loads((folder / "metrics.json").read_text()),
-        "config": json.loads((folder / "config.json").read_text()),
+        "config": config,
         "breakdown": json.loads(breakdown_path.read_text()) if breakdown_path.is_file() else {},
     }
 

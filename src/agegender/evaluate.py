@@ -133,7 +133,8 @@ def plot_history(history: pd.DataFrame, out_dir: Path, title: str) -> list[Path]
         figure, axes = plt.subplots(1, 2, figsize=(11, 4))
         for axis, key, name in ((axes[0], f"{task}_loss", "loss"), (axes[1], f"{task}_{metric}", label)):
             axis.plot(epochs, history[key], label="training")
-            axis.plot(epochs, history[f"val_{key}"], label="validation")
+            if f"val_{key}" in history:  # a refit trains without a validation part
+                axis.plot(epochs, history[f"val_{key}"], label="validation")
             axis.set_xlabel("epoch")
             axis.set_ylabel(name)
             axis.set_title(f"{task} {name}")
@@ -149,10 +150,14 @@ def plot_history(history: pd.DataFrame, out_dir: Path, title: str) -> list[Path]
 
 
 def history_summary(history: pd.DataFrame) -> dict:
-    """Best validation gender accuracy and lowest validation MAE with their (1-based) epochs, and final values."""
+    """Best validation gender accuracy and lowest validation MAE with their (1-based) epochs, and final values;
+    a refit's history (no validation) gives its epochs and final training values only."""
+    last = history.iloc[-1]
+    if "val_loss" not in history:
+        return {"epochs_run": int(len(history)),
+                "final": {key: float(last[key]) for key in ("gender_accuracy", "age_mae", "loss")}}
     best_acc = history["val_gender_accuracy"].idxmax()
     best_mae = history["val_age_mae"].idxmin()
-    last = history.iloc[-1]
     return {
         "epochs_run": int(len(history)),
         "best_val_gender_accuracy": float(history.loc[best_acc, "val_gender_accuracy"]),

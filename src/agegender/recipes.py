@@ -79,6 +79,10 @@ class Recipe:
     # fewest faces and the worst groups for gender, then count for more; the age loss is never weighted.
     gender_balance: float = 0.0
     seed: int = 1337               # the split's, and the training's unless training_seed is set
+    # The final fit of a recipe already chosen on validation: train on the training and validation parts
+    # together (a test part stays out), with no validation and so no checkpoint choice: the last epoch is kept.
+    # Needs a schedule that does not watch validation loss (cosine or constant) and no early stopping.
+    refit: bool = False
     # Weight initialisation, augmentation and shuffling alone (-1: seed): another training_seed trains the same
     # split again, e.g. to measure how far two runs of one recipe differ, or to warm-start from a run of it.
     training_seed: int = -1
@@ -123,6 +127,9 @@ class Recipe:
             dlib_resnet.check_input_size(recipe.image_size)
         if not 0.0 <= recipe.gender_balance <= 1.0:
             raise ValueError(f"gender_balance={recipe.gender_balance}: expected a number from 0 to 1")
+        if recipe.refit and (recipe.schedule == "plateau" or recipe.early_stopping_patience):
+            raise ValueError("refit=true trains without a validation part, so it needs schedule=cosine or constant "
+                             "and early_stopping_patience=0 (both of the others watch validation loss)")
         return recipe
 
     def parse_setting(self, text: str) -> tuple[str, object]:

@@ -61,11 +61,13 @@ def _prepare(recipe: Recipe, data_source: str, out: Path, overrides: dict, backb
     """A new run folder with its resolved config and saved split."""
     frame = data.read_dataset(data_source)
     split = data.protocol_split(frame, recipe.protocol, recipe.seed)
+    if recipe.refit:
+        split = split.assign(split=split["split"].replace("val", "train"))
     if init_from is not None and init_from.suffix == ".onnx":  # an exported model holds no split to compare
         if not init_from.is_file():
             raise RunError(f"{init_from} not found; --init-from takes a run folder or an exported .onnx model")
     elif init_from is not None:
-        _check_same_split(init_from, split)
+        _check_same_split(init_from, split, recipe.refit)
     if recipe.teacher_embeddings:  # refused now rather than after a half-made run folder
         load_teacher_embeddings(recipe.teacher_embeddings, split.loc[split["split"] != "test", "path"].tolist())
     if recipe.teacher_outputs:
@@ -88,9 +90,10 @@ def _prepare(recipe: Recipe, data_source: str, out: Path, overrides: dict, backb
     return config
 
 
-def _check_same_split(init_from: Path, split: pd.DataFrame) -> None:
+def _check_same_split(init_from: Path, split: pd.DataFrame, refit: bool = False) -> None:
     """A warm start must come from a run on the very same split: any other run has trained on images that are
-    validation or test images here, and the new run's figures would no longer be honest."""
+    validation or test images here, and the new run's figures would no longer be honest. A refit may start from
+    a run of its split before the validation part joined training."""
     if not (init_from / BEST).is_file():
         raise RunError(f"{init_from} holds no {BEST} to start from; name a run folder that has finished an epoch")
     def assignment(frame: pd.DataFrame) -> pd.DataFrame:
@@ -98,7 +101,10 @@ def _check_same_split(init_from: Path, split: pd.DataFrame) -> None:
         resolved = frame["path"].map(os.path.realpath)
         return pd.DataFrame({"path": resolved, "split": frame["split"]}).sort_values("path").reset_index(drop=True)
 
-    same = assignment(data.load_split(init_from / SPLIT)).equals(assignment(split))
+    start = data.load_split(init_from / SPLIT)
+    if refit:
+        start = start.assign(split=start["split"].replace("val", "train"))
+    same = assignment(start).equals(assignment(split))
     if not same:
         raise RunError(f"{init_from} was trained on a different split; a warm start needs the same data, "
                        "protocol and seed (otherwise its training images could be validation or test images here)")
@@ -203,15 +209,17 @@ def _fit(recipe: Recipe, config: dict, out: Path, verbose, extra_callbacks: list
     train_data = make_dataset(train_pixels, train_ages, train_genders, recipe.batch_size, recipe, training=True,
                               seed=recipe.random_seed, age_sigma=sigma, embeddings=train_teacher,
                               gender_weights=gender_weights(train_rows["age"].to_numpy(), recipe.gender_balance))
-    val_data = make_dataset(val_pixels, val_rows["age"].to_numpy(), val_rows["gender"].to_numpy(), recipe.batch_size,
-                            age_sigma=sigma, embeddings=val_teacher)
+    val_data = None if recipe.refit else make_dataset(
+        val_pixels, val_rows["age"].to_numpy(), val_rows["gender"].to_numpy(), recipe.batch_size, age_sigma=sigma,
+        embeddings=val_teacher)
 
     # History rows past the last backed-up epoch belong to an epoch that will be run again.
     history_path = out / HISTORY
     if history_path.is_file():
         history = pd.read_csv(history_path)
         history[history["epoch"] < done].to_csv(history_path, index=False)
-    best_so_far = pd.read_csv(history_path)["val_loss"].min() if done and history_path.is_file() else None
+    best_so_far = (pd.read_csv(history_path)["val_loss"].min()
+                   if done and history_path.is_file() and not recipe.refit else None)
 
     # Order matters at each epoch's end: the schedule, the best checkpoint and the history row are all
     # written before the backup, so a run killed at any moment resumes with nothing missing.
@@ -222,9 +230,10 @@ def _fit(recipe: Recipe, config: dict, out: Path, verbose, extra_callbacks: list
             min_lr=recipe.min_learning_rate))
     if recipe.early_stopping_patience:
         callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=recipe.early_stopping_patience))
+    # A refit has no validation to choose on: its checkpoint is simply the last epoch.
     callbacks += [
-        keras.callbacks.ModelCheckpoint(str(out / BEST), monitor="val_loss", save_best_only=True,
-                                        initial_value_threshold=best_so_far),
+        keras.callbacks.ModelCheckpoint(str(out / BEST), monitor="loss" if recipe.refit else "val_loss",
+                                        save_best_only=not recipe.refit, initial_value_threshold=best_so_far),
         keras.callbacks.TerminateOnNaN(),
         keras.callbacks.CSVLogger(str(history_path), append=True),
         *extra_callbacks,
@@ -236,7 +245,7 @@ def _fit(recipe: Recipe, config: dict, out: Path, verbose, extra_callbacks: list
     except KeyboardInterrupt:
         raise RunError(f"training interrupted after epoch {_last_backed_up_epoch(out)}; "
                        f"continue with: agegender train --resume --out {out}") from None
-    return finalize(out, config, recipe, val_rows, val_pixels)
+    return finalize(out, config, recipe, val_rows, val_pixels if len(val_pixels) else train_pixels[:1])
 
 
 def _training_targets(recipe: Recipe, train_rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -341,24 +350,30 @@ def _load_start_weights(model: keras.Model, run: Path, recipe: Recipe) -> list[s
 
 
 def finalize(out: Path, config: dict, recipe: Recipe, val_rows: pd.DataFrame, val_pixels: np.ndarray) -> dict:
-    """metrics.json, the validation breakdown and the learning curves from the history and best checkpoint."""
+    """metrics.json, the validation breakdown and the learning curves from the history and best checkpoint.
+
+    A refit has no validation rows: no breakdown then, and `val_pixels` holds one training face to time."""
     from .evaluate import single_face_ms
     from .export import export_onnx
     from .predictor import AgeGenderModel
 
     history = pd.read_csv(out / HISTORY)
+    if recipe.refit:  # Keras' CSVLogger adds empty val_ columns to a history without validation
+        history = history.drop(columns=[c for c in history if c.startswith("val_")])
+        history.to_csv(out / HISTORY, index=False)
     summary = history_summary(history)
     seconds = float(history["seconds"].sum())
-    ages, females = AgeGenderModel(out / BEST).predict_pixels(val_pixels)
-    best = breakdown(val_rows.assign(predicted_age=ages, female_probability=females))
-    write_evaluation(best, out / "val_breakdown", f"{recipe.name}: best checkpoint on the validation split")
+    if len(val_rows):
+        ages, females = AgeGenderModel(out / BEST).predict_pixels(val_pixels)
+        best = breakdown(val_rows.assign(predicted_age=ages, female_probability=females))
+        write_evaluation(best, out / "val_breakdown", f"{recipe.name}: best checkpoint on the validation split")
     plot_history(history, out, f"{recipe.name} ({recipe.protocol} protocol, {len(history)} epochs)")
     metrics = {
         "recipe": recipe.name,
         "protocol": recipe.protocol,
         "epochs_planned": recipe.epochs,
         **summary,
-        "best_checkpoint_val": best["overall"],
+        **({"best_checkpoint_val": best["overall"]} if len(val_rows) else {"refit": True}),
         "wall_seconds": round(seconds, 1),
         "train_images_per_second": round(config["train_images"] * len(history) / seconds, 1),
         "parameters": int(keras.models.load_model(out / BEST, compile=False).count_params()),
