@@ -119,6 +119,19 @@ def test_holdout_protocol_keeps_full_train_and_cuts_its_val_in_two():
     assert (holdout.groupby("group")["split"].nunique() == 1).all()
 
 
+def test_a_training_share_keeps_whole_groups_nests_and_leaves_validation_and_test_alone():
+    holdout = data.protocol_split(_frame(3000), "holdout", seed=5)
+    half, three_quarters = (data.keep_training_share(holdout, share, seed=5) for share in (0.5, 0.75))
+    train = (holdout["split"] == "train").sum()
+    assert (half["split"] == "train").sum() == pytest.approx(train / 2, abs=5)
+    assert (three_quarters["split"] == "train").sum() == pytest.approx(0.75 * train, abs=5)
+    assert set(half.index[half["split"] == "train"]) < set(three_quarters.index[three_quarters["split"] == "train"])
+    assert (half["split"] == "unused").sum() == train - (half["split"] == "train").sum()
+    for part in ("val", "test"):
+        assert (half["split"] == part).equals(holdout["split"] == part)
+    assert (half.groupby("group")["split"].nunique() == 1).all()
+
+
 def test_saved_split_loads_back_identically(tmp_path):
     frame = data.protocol_split(_frame(200), "full", seed=0)
     data.save_split(frame, tmp_path / "split.csv")

@@ -307,3 +307,18 @@ def test_a_refit_trains_on_training_and_validation_parts_keeps_its_last_epoch_an
     from agegender.compare import load_run
     with pytest.raises(ValueError, match="is a refit"):
         load_run(out)
+
+
+def test_a_run_on_a_share_of_the_training_part_records_it_and_never_trains_on_the_rest(tmp_path, utk_folder,
+                                                                                      trained_run):
+    with pytest.raises(ValueError, match="train_fraction=0.0"):
+        TINY.with_overrides(train_fraction=0.0)
+    out = tmp_path / "half"
+    train(TINY.with_overrides(train_fraction=0.5), str(utk_folder), out, overrides={"epochs": 1}, verbose=0)
+    config, split = json.loads((out / "config.json").read_text()), pd.read_csv(out / "split.csv")
+    whole = pd.read_csv(trained_run / "split.csv")["split"].value_counts()
+    assert config["train_images"] == (split["split"] == "train").sum() == pytest.approx(whole["train"] / 2, abs=8)
+    assert config["val_images"] == whole["val"] and (split["split"] == "unused").sum() > 0
+    with pytest.raises(RunError, match="different split"):  # the full run trained on this run's unused faces
+        train(TINY.with_overrides(train_fraction=0.5), str(utk_folder), tmp_path / "from-full",
+              overrides={"epochs": 1}, verbose=0, init_from=trained_run)

@@ -163,6 +163,15 @@ def subset_by_groups(frame: pd.DataFrame, size: int, seed: int) -> pd.DataFrame:
     return frame[frame["group"].isin(keep)]
 
 
+def keep_training_share(split: pd.DataFrame, fraction: float, seed: int) -> pd.DataFrame:
+    """The split with only `fraction` of its training part kept (whole groups, a fixed random order, so a smaller
+    share is inside a larger one); the rest is marked "unused". Validation and test parts are untouched."""
+    train = split[split["split"] == "train"]
+    kept = subset_by_groups(train, round(fraction * len(train)), seed)
+    unused = train.index.difference(kept.index)
+    return split.assign(split=split["split"].mask(split.index.isin(unused), "unused"))
+
+
 def protocol_split(frame: pd.DataFrame, protocol: str, seed: int) -> pd.DataFrame:
     """The rows used by a protocol with a `split` column (train/val, and test for holdout).
 

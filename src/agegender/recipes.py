@@ -83,6 +83,9 @@ class Recipe:
     # together (a test part stays out), with no validation and so no checkpoint choice: the last epoch is kept.
     # Needs a schedule that does not watch validation loss (cosine or constant) and no early stopping.
     refit: bool = False
+    # A fixed share of the training part's groups (the rest marked "unused" in split.csv): a learning curve in
+    # data size, e.g. what more faces would buy, read on the same validation part.
+    train_fraction: float = 1.0
     # Weight initialisation, augmentation and shuffling alone (-1: seed): another training_seed trains the same
     # split again, e.g. to measure how far two runs of one recipe differ, or to warm-start from a run of it.
     training_seed: int = -1
@@ -127,6 +130,8 @@ class Recipe:
             dlib_resnet.check_input_size(recipe.image_size)
         if not 0.0 <= recipe.gender_balance <= 1.0:
             raise ValueError(f"gender_balance={recipe.gender_balance}: expected a number from 0 to 1")
+        if not 0.0 < recipe.train_fraction <= 1.0:
+            raise ValueError(f"train_fraction={recipe.train_fraction}: expected a share above 0, at most 1")
         if recipe.refit and (recipe.schedule == "plateau" or recipe.early_stopping_patience):
             raise ValueError("refit=true trains without a validation part, so it needs schedule=cosine or constant "
                              "and early_stopping_patience=0 (both of the others watch validation loss)")

@@ -63,6 +63,8 @@ def _prepare(recipe: Recipe, data_source: str, out: Path, overrides: dict, backb
     split = data.protocol_split(frame, recipe.protocol, recipe.seed)
     if recipe.refit:
         split = split.assign(split=split["split"].replace("val", "train"))
+    if recipe.train_fraction < 1:
+        split = data.keep_training_share(split, recipe.train_fraction, recipe.seed)
     if init_from is not None and init_from.suffix == ".onnx":  # an exported model holds no split to compare
         if not init_from.is_file():
             raise RunError(f"{init_from} not found; --init-from takes a run folder or an exported .onnx model")
