@@ -369,7 +369,8 @@ def finalize(out: Path, config: dict, recipe: Recipe, val_rows: pd.DataFrame, va
         ages, females = AgeGenderModel(out / BEST).predict_pixels(val_pixels)
         best = breakdown(val_rows.assign(predicted_age=ages, female_probability=females))
         write_evaluation(best, out / "val_breakdown", f"{recipe.name}: best checkpoint on the validation split")
-    plot_history(history, out, f"{recipe.name} ({recipe.protocol} protocol, {len(history)} epochs)")
+    refit = ", refit on its training and validation parts" if recipe.refit else ""
+    plot_history(history, out, f"{recipe.name} ({recipe.protocol} protocol{refit}, {len(history)} epochs)")
     metrics = {
         "recipe": recipe.name,
         "protocol": recipe.protocol,
