@@ -163,6 +163,11 @@ def subset_by_groups(frame: pd.DataFrame, size: int, seed: int) -> pd.DataFrame:
     return frame[frame["group"].isin(keep)]
 
 
+def fold_validation_into_training(split: pd.DataFrame) -> pd.DataFrame:
+    """The split with its validation part marked as training (a refit's); a test part stays as it is."""
+    return split.assign(split=split["split"].replace("val", "train"))
+
+
 def keep_training_share(split: pd.DataFrame, fraction: float, seed: int) -> pd.DataFrame:
     """The split with only `fraction` of its training part kept (whole groups, a fixed random order, so a smaller
     share is inside a larger one); the rest is marked "unused". Validation and test parts are untouched."""

@@ -62,7 +62,7 @@ def _prepare(recipe: Recipe, data_source: str, out: Path, overrides: dict, backb
     frame = data.read_dataset(data_source)
     split = data.protocol_split(frame, recipe.protocol, recipe.seed)
     if recipe.refit:
-        split = split.assign(split=split["split"].replace("val", "train"))
+        split = data.fold_validation_into_training(split)
     if recipe.train_fraction < 1:
         split = data.keep_training_share(split, recipe.train_fraction, recipe.seed)
     if init_from is not None and init_from.suffix == ".onnx":  # an exported model holds no split to compare
@@ -105,7 +105,7 @@ def _check_same_split(init_from: Path, split: pd.DataFrame, refit: bool = False)
 
     start = data.load_split(init_from / SPLIT)
     if refit:
-        start = start.assign(split=start["split"].replace("val", "train"))
+        start = data.fold_validation_into_training(start)
     same = assignment(start).equals(assignment(split))
     if not same:
         raise RunError(f"{init_from} was trained on a different split; a warm start needs the same data, "
@@ -247,7 +247,7 @@ def _fit(recipe: Recipe, config: dict, out: Path, verbose, extra_callbacks: list
     except KeyboardInterrupt:
         raise RunError(f"training interrupted after epoch {_last_backed_up_epoch(out)}; "
                        f"continue with: agegender train --resume --out {out}") from None
-    return finalize(out, config, recipe, val_rows, val_pixels if len(val_pixels) else train_pixels[:1])
+    return finalize(out, config, recipe, val_rows, val_pixels, sample_face=pixels[:1])
 
 
 def _training_targets(recipe: Recipe, train_rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -351,10 +351,10 @@ def _load_start_weights(model: keras.Model, run: Path, recipe: Recipe) -> list[s
     return fresh
 
 
-def finalize(out: Path, config: dict, recipe: Recipe, val_rows: pd.DataFrame, val_pixels: np.ndarray) -> dict:
-    """metrics.json, the validation breakdown and the learning curves from the history and best checkpoint.
-
-    A refit has no validation rows: no breakdown then, and `val_pixels` holds one training face to time."""
+def finalize(out: Path, config: dict, recipe: Recipe, val_rows: pd.DataFrame, val_pixels: np.ndarray,
+             sample_face: np.ndarray) -> dict:
+    """metrics.json, the validation breakdown (none for a refit, which has no validation part) and the learning
+    curves from the history and best checkpoint; `sample_face` (one crop) times the exported model."""
     from .evaluate import single_face_ms
     from .export import export_onnx
     from .predictor import AgeGenderModel
@@ -365,7 +365,7 @@ def finalize(out: Path, config: dict, recipe: Recipe, val_rows: pd.DataFrame, va
         history.to_csv(out / HISTORY, index=False)
     summary = history_summary(history)
     seconds = float(history["seconds"].sum())
-    if len(val_rows):
+    if not recipe.refit:
         ages, females = AgeGenderModel(out / BEST).predict_pixels(val_pixels)
         best = breakdown(val_rows.assign(predicted_age=ages, female_probability=females))
         write_evaluation(best, out / "val_breakdown", f"{recipe.name}: best checkpoint on the validation split")
@@ -376,7 +376,7 @@ def finalize(out: Path, config: dict, recipe: Recipe, val_rows: pd.DataFrame, va
         "protocol": recipe.protocol,
         "epochs_planned": recipe.epochs,
         **summary,
-        **({"best_checkpoint_val": best["overall"]} if len(val_rows) else {"refit": True}),
+        **({"refit": True} if recipe.refit else {"best_checkpoint_val": best["overall"]}),
         "wall_seconds": round(seconds, 1),
         "train_images_per_second": round(config["train_images"] * len(history) / seconds, 1),
         "parameters": int(keras.models.load_model(out / BEST, compile=False).count_params()),
@@ -384,7 +384,7 @@ def finalize(out: Path, config: dict, recipe: Recipe, val_rows: pd.DataFrame, va
     }
     onnx_path = export_onnx(out / BEST, out / ONNX, metadata={"recipe": recipe.name, "protocol": recipe.protocol})
     metrics["onnx_megabytes"] = round(onnx_path.stat().st_size / 1e6, 1)
-    metrics["single_face_ms"] = single_face_ms(AgeGenderModel(onnx_path), val_pixels[:1])
+    metrics["single_face_ms"] = single_face_ms(AgeGenderModel(onnx_path), sample_face)
     (out / METRICS).write_text(json.dumps(metrics, indent=2) + "\n")
     shutil.rmtree(out / BACKUP, ignore_errors=True)
     return metrics
