@@ -68,6 +68,12 @@ def test_an_exported_xception_gives_its_weights_back(tmp_path, utk_folder):
     np.testing.assert_allclose(got["age"], expected["age"], rtol=1e-3, atol=1e-3)
     # (int8 models: the last test here reads both members of the shipped model back)
 
+    # A network with a training-only output (here race, as an auxiliary task) reads the rest; that output,
+    # which no exported model holds, starts fresh.
+    with_race = _same_batchnorm(build_model(recipe.with_overrides(race_auxiliary=True)), original)
+    assert load_onnx_weights(with_race, tmp_path / "float.onnx") == ["race"]
+    np.testing.assert_allclose(with_race.predict(pixels, verbose=0)["gender"], expected["gender"], atol=1e-4)
+
     # A network on other BatchNorm statistics (other backbone weights) would be wrong: refused.
     with pytest.raises(OnnxWeightsError, match="BatchNorm statistics"):
         load_onnx_weights(build_model(recipe), tmp_path / "float.onnx")

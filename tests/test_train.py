@@ -322,3 +322,30 @@ def test_a_run_on_a_share_of_the_training_part_records_it_and_never_trains_on_th
     with pytest.raises(RunError, match="different split"):  # the full run trained on this run's unused faces
         train(TINY.with_overrides(train_fraction=0.5), str(utk_folder), tmp_path / "from-full",
               overrides={"epochs": 1}, verbose=0, init_from=trained_run)
+
+
+def test_race_as_an_auxiliary_task_trains_starts_fresh_on_a_warm_start_and_is_never_exported(
+        tmp_path, trained_run, utk_folder):
+    import onnx
+
+    from agegender.export import export_onnx
+    from agegender.pipeline import make_dataset
+
+    # a face without a race label counts for nothing in the race loss, every face for the others
+    _, targets, weights = next(iter(make_dataset(np.zeros((2, 8, 8, 3)), np.array([30, 40]), np.array([0, 1]), 2,
+                                                 races=np.array([-1, 2]))))
+    assert targets["race"].numpy().ravel().tolist() == [0, 2]
+    assert weights["race"].numpy().tolist() == [0.0, 1.0] and weights["gender"].numpy().tolist() == [1.0, 1.0]
+
+    out = tmp_path / "race"
+    recipe = TINY.with_overrides(race_auxiliary=True, loss_weights={"gender": 1.0, "age": 1.0, "race": 0.3})
+    train(recipe, str(utk_folder), out, overrides={"epochs": 2}, verbose=0, init_from=trained_run)
+    assert json.loads((out / "config.json").read_text())["fresh_layers"] == ["race"]
+    history = pd.read_csv(out / "history.csv")
+    assert np.isfinite(history[["race_loss", "val_race_loss"]]).all().all()
+    model = keras.models.load_model(out / "best.keras", compile=False)
+    assert model.get_layer("race").units == 5
+    exported = export_onnx(out, tmp_path / "race.onnx")
+    assert sorted(output.name for output in onnx.load(exported).graph.output) == ["age", "gender"]
+    # and a run without the race output may start from this one (from an exported model: test_onnx_weights.py)
+    train(TINY, str(utk_folder), tmp_path / "without", overrides={"epochs": 1}, verbose=0, init_from=out)

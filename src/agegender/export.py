@@ -11,7 +11,7 @@ import numpy as np
 
 from .images import load_crops
 from .int8_graph import float_preprocessing
-from .models import EMBEDDING
+from .models import TRAINING_ONLY_OUTPUTS
 from .predictor import resolve_model_path
 
 
@@ -26,9 +26,10 @@ def _constant_normalization(layer):
 
 
 def exportable(model: keras.Model) -> keras.Model:
-    """`model` as prediction needs it: constant normalisation, and without a distillation output."""
-    if EMBEDDING in model.output_names:
-        outputs = {name: tensor for name, tensor in zip(model.output_names, model.outputs) if name != EMBEDDING}
+    """`model` as prediction needs it: constant normalisation, and without training-only outputs."""
+    if set(TRAINING_ONLY_OUTPUTS) & set(model.output_names):
+        outputs = {name: tensor for name, tensor in zip(model.output_names, model.outputs)
+                   if name not in TRAINING_ONLY_OUTPUTS}
         model = keras.Model(model.input, outputs, name=model.name)
     if not any(isinstance(layer, keras.layers.Normalization) for layer in model.layers):
         return model

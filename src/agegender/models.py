@@ -43,6 +43,9 @@ def _head(x, units: int, dropout: float, l2: float, name: str, batchnorm: bool):
 AGES = 101  # the age distribution's classes: 0 to 100 years
 AGE_OUTPUT_LAYERS = ("age", "age_distribution")  # the layers that differ between the two kinds of age output
 EMBEDDING = "embedding"  # the distillation output (teacher.py): trained, never exported
+RACE = "race"  # the auxiliary race output (recipe race_auxiliary): trained, never exported
+RACES = 5  # UTKFace's race classes: White, Black, Asian, Indian, Others
+TRAINING_ONLY_OUTPUTS = (EMBEDDING, RACE)  # outputs that shape the features in training; prediction leaves them out
 
 
 def _outputs(recipe: Recipe, gender_features, age_features, shared_features):
@@ -64,6 +67,9 @@ def _outputs(recipe: Recipe, gender_features, age_features, shared_features):
     if recipe.teacher_embeddings:
         # Linear from the features both heads share, so that those features must carry the teacher's.
         outputs[EMBEDDING] = layers.Dense(teacher.DIMENSIONS, dtype="float32", name=EMBEDDING)(shared_features)
+    if recipe.race_auxiliary:
+        # Also linear from the shared features: multi-task learning asks them to carry race as well.
+        outputs[RACE] = layers.Dense(RACES, activation="softmax", dtype="float32", name=RACE)(shared_features)
     return outputs
 
 
@@ -218,6 +224,8 @@ def compile_model(model: keras.Model, recipe: Recipe, steps_per_epoch: int = 1) 
         loss["age"] = "mae"  # on the expected age
     if recipe.teacher_embeddings:
         loss[EMBEDDING] = "cosine_similarity"  # the direction of dlib's embedding is what it compares faces by
+    if recipe.race_auxiliary:
+        loss[RACE] = "sparse_categorical_crossentropy"  # faces without a race label weigh 0 (pipeline.py)
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate(recipe, steps_per_epoch)),
         loss=loss,

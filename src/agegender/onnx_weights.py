@@ -17,6 +17,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from .models import TRAINING_ONLY_OUTPUTS
+
 
 class OnnxWeightsError(ValueError):
     """An ONNX model whose weights do not fit the Keras network."""
@@ -95,12 +97,15 @@ class _Graph:
         raise OnnxWeightsError(f"no single tensor for layer {layer_name!r} in the ONNX model")
 
 
-def load_onnx_weights(model: keras.Model, path: str | Path) -> None:
-    """Set every trainable weight of `model` (and its nested backbone) from the exported model at `path`."""
+def load_onnx_weights(model: keras.Model, path: str | Path) -> list[str]:
+    """Set every trainable weight of `model` (and its nested backbone) from the exported model at `path`;
+    returns the layers that start fresh: training-only outputs, which no exported model holds."""
     path = Path(path)
     if not path.is_file():
         raise OnnxWeightsError(f"{path} not found")
     layers = [layer for layer in _all_layers(model) if layer.weights and not isinstance(layer, keras.Model)]
+    fresh = [layer.name for layer in layers if layer.name in TRAINING_ONLY_OUTPUTS]
+    layers = [layer for layer in layers if layer.name not in fresh]
     trained = [layer.name for layer in layers
                if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable]
     if trained:  # their trained statistics are folded away or left in the graph as they are
@@ -123,6 +128,7 @@ def load_onnx_weights(model: keras.Model, path: str | Path) -> None:
     if left:
         raise OnnxWeightsError(f"{path} has layers this recipe's network lacks ({', '.join(left[:3])}); "
                                "start from a model exported from the same recipe and settings")
+    return fresh
 
 
 def _following_batchnorm(model: keras.Model) -> dict:

@@ -43,10 +43,11 @@ def age_distribution_targets(ages: np.ndarray, sigma: float, classes: int = 101)
 def make_dataset(pixels: np.ndarray, ages: np.ndarray, genders: np.ndarray, batch_size: int,
                  recipe: Recipe | None = None, training: bool = False, seed: int = 0,
                  age_sigma: float | None = None, embeddings: np.ndarray | None = None,
-                 gender_weights: np.ndarray | None = None) -> tf.data.Dataset:
-    """Batches of (float32 pixels 0-255, {"gender", "age"}, "age_distribution" when `age_sigma` is given and
-    "embedding" when teacher `embeddings` are); shuffled and augmented only when training. With
-    `gender_weights`, a third element weights each face's gender loss (every other loss by 1)."""
+                 gender_weights: np.ndarray | None = None, races: np.ndarray | None = None) -> tf.data.Dataset:
+    """Batches of (float32 pixels 0-255, {"gender", "age"}, "age_distribution" when `age_sigma` is given,
+    "embedding" when teacher `embeddings` are and "race" when `races` are (class numbers, -1 unknown));
+    shuffled and augmented only when training. With `gender_weights` or `races`, a third element weights each
+    face's loss per output: gender by `gender_weights`, race by 0 where it is unknown, every other by 1."""
     images = tf.constant(pixels)
     targets = {"gender": tf.constant(genders.reshape(-1, 1), tf.float32),
                "age": tf.constant(ages.reshape(-1, 1), tf.float32)}
@@ -54,22 +55,28 @@ def make_dataset(pixels: np.ndarray, ages: np.ndarray, genders: np.ndarray, batc
         targets["age_distribution"] = tf.constant(age_distribution_targets(ages, age_sigma))
     if embeddings is not None:
         targets["embedding"] = tf.constant(embeddings, tf.float32)
+    face_weights = {}
+    if gender_weights is not None:
+        face_weights["gender"] = tf.constant(np.asarray(gender_weights, np.float32))
+    if races is not None:
+        races = np.asarray(races).reshape(-1)
+        targets["race"] = tf.constant(np.maximum(races, 0).reshape(-1, 1), tf.int32)
+        face_weights["race"] = tf.constant((races >= 0).astype(np.float32))
     indices = tf.data.Dataset.range(len(pixels))
     if training:
         indices = indices.shuffle(len(pixels), seed=seed, reshuffle_each_iteration=True)
     augment = augmenter(recipe, seed) if training and recipe is not None else None
-    weights = None if gender_weights is None else tf.constant(np.asarray(gender_weights, np.float32))
 
     def gather(batch_indices):
         batch = tf.cast(tf.gather(images, batch_indices), tf.float32)
         if augment is not None:
             batch = augment(batch, training=True)
         batch_targets = {name: tf.gather(values, batch_indices) for name, values in targets.items()}
-        if weights is None:
+        if not face_weights:
             return batch, batch_targets
-        face_weights = tf.gather(weights, batch_indices)
-        ones = tf.ones_like(face_weights)
-        return batch, batch_targets, {name: face_weights if name == "gender" else ones for name in targets}
+        ones = tf.ones_like(batch_indices, tf.float32)
+        return batch, batch_targets, {name: tf.gather(face_weights[name], batch_indices) if name in face_weights
+                                      else ones for name in targets}
     return indices.batch(batch_size).map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 

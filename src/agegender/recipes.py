@@ -18,7 +18,7 @@ PROTOCOLS = ("full", "5k", "holdout")
 # Xception's middle flow (blocks 5-12), and dlib's ResNet blocks (1-14 in order) that neither downsample nor
 # widen (dlib_resnet.py).
 DROPPABLE_BLOCKS = {"xception": tuple(range(5, 13)), "dlib_resnet": (1, 2, 3, 5, 6, 7, 9, 10, 12, 13)}
-LOSS_OUTPUTS = ("gender", "age", "age_distribution", "embedding")  # the outputs a loss weight can name
+LOSS_OUTPUTS = ("gender", "age", "age_distribution", "embedding", "race")  # the outputs a loss weight can name
 
 
 @dataclass(frozen=True)
@@ -72,6 +72,11 @@ class Recipe:
     # (1 - teacher_output_weight) x label + teacher_output_weight x teacher; validation keeps the true labels.
     teacher_outputs: str = ""
     teacher_output_weight: float = 0.5
+    # Multi-task learning: an extra output "race" (a softmax over UTKFace's five race labels, weight
+    # loss_weights.race; faces without a race label do not count) trained beside gender and age on the shared
+    # features, which must then separate faces by race too. The ONNX export leaves it out: the product never
+    # predicts race.
+    race_auxiliary: bool = False
     loss_weights: dict = field(default_factory=lambda: {"gender": 1.0, "age": 1.0})
     # Each training face's gender loss weighted by (faces in its age bracket)^-gender_balance, rescaled to a
     # mean of 1 (brackets 0-9, 10-19, 20-39, 40-59, 60+, as in evaluation): 0 weights every face alike, 1 gives

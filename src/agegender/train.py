@@ -22,7 +22,7 @@ import pandas as pd
 from . import data
 from .evaluate import breakdown, history_summary, plot_history, write_evaluation
 from .images import load_crops
-from .models import AGE_OUTPUT_LAYERS, EMBEDDING, WeightsError, build_model, compile_model, dropped_layer
+from .models import AGE_OUTPUT_LAYERS, EMBEDDING, RACE, WeightsError, build_model, compile_model, dropped_layer
 from .onnx_weights import OnnxWeightsError, load_onnx_weights
 from .pipeline import channel_statistics, make_dataset
 from .recipes import Recipe
@@ -210,10 +210,11 @@ def _fit(recipe: Recipe, config: dict, out: Path, verbose, extra_callbacks: list
     train_ages, train_genders = _training_targets(recipe, train_rows)
     train_data = make_dataset(train_pixels, train_ages, train_genders, recipe.batch_size, recipe, training=True,
                               seed=recipe.random_seed, age_sigma=sigma, embeddings=train_teacher,
-                              gender_weights=gender_weights(train_rows["age"].to_numpy(), recipe.gender_balance))
+                              gender_weights=gender_weights(train_rows["age"].to_numpy(), recipe.gender_balance),
+                              races=_race_targets(recipe, train_rows))
     val_data = None if recipe.refit else make_dataset(
         val_pixels, val_rows["age"].to_numpy(), val_rows["gender"].to_numpy(), recipe.batch_size, age_sigma=sigma,
-        embeddings=val_teacher)
+        embeddings=val_teacher, races=_race_targets(recipe, val_rows))
 
     # History rows past the last backed-up epoch belong to an epoch that will be run again.
     history_path = out / HISTORY
@@ -258,6 +259,11 @@ def _training_targets(recipe: Recipe, train_rows: pd.DataFrame) -> tuple[np.ndar
     female, teacher_ages = load_teacher_outputs(recipe.teacher_outputs, train_rows["path"].tolist())
     weight = recipe.teacher_output_weight
     return (1 - weight) * ages + weight * teacher_ages, (1 - weight) * genders + weight * female
+
+
+def _race_targets(recipe: Recipe, rows: pd.DataFrame) -> np.ndarray | None:
+    """The race labels for the auxiliary race output (-1 where a file name lacks one), or None without it."""
+    return rows["race"].fillna(-1).to_numpy(int) if recipe.race_auxiliary else None
 
 
 def gender_weights(ages: np.ndarray, balance: float) -> np.ndarray | None:
@@ -318,20 +324,21 @@ def _load_start_weights(model: keras.Model, run: Path, recipe: Recipe) -> list[s
     such layer of the checkpoint must be used. The exceptions: a run may change the kind of age output
     (regression to distribution or back), and then the age output layers start fresh while everything below
     them (the backbone and both heads' hidden layers) takes the start weights; likewise the distillation
-    output when one run has a teacher and the other none; and the checkpoint's backbone blocks that this
+    output when one run has a teacher and the other none, and the race output when one run has it; and the checkpoint's backbone blocks that this
     recipe drops (`dropped_blocks`) go unused.
     """
     if run.suffix == ".onnx":
         try:
-            load_onnx_weights(model, run)
+            return load_onnx_weights(model, run)
         except OnnxWeightsError as error:
             raise StartWeightsError(f"cannot start from {run}: {error}") from None
-        return []
     checkpoint = run / BEST
     start_recipe = json.loads((run / CONFIG).read_text())["recipe"] if (run / CONFIG).is_file() else {}
     may_differ = () if start_recipe.get("age_output", "regression") == recipe.age_output else AGE_OUTPUT_LAYERS
     if bool(start_recipe.get("teacher_embeddings")) != bool(recipe.teacher_embeddings):
         may_differ += (EMBEDDING,)
+    if bool(start_recipe.get("race_auxiliary")) != recipe.race_auxiliary:
+        may_differ += (RACE,)
     start = keras.models.load_model(checkpoint, compile=False)
     fresh, unused = [], []
     for name, layer, source in _start_pairs(model, start, dropped_layer(recipe)):
