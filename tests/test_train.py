@@ -349,3 +349,12 @@ def test_race_as_an_auxiliary_task_trains_starts_fresh_on_a_warm_start_and_is_ne
     assert sorted(output.name for output in onnx.load(exported).graph.output) == ["age", "gender"]
     # and a run without the race output may start from this one (from an exported model: test_onnx_weights.py)
     train(TINY, str(utk_folder), tmp_path / "without", overrides={"epochs": 1}, verbose=0, init_from=out)
+
+
+def test_race_as_an_auxiliary_task_is_refused_on_data_without_race_labels(tmp_path, utk_folder):
+    labels = pd.DataFrame({"path": sorted(str(path) for path in utk_folder.glob("*.jpg"))})
+    labels["age"], labels["gender"] = 30, 0
+    labels.to_csv(tmp_path / "labels.csv", index=False)
+    with pytest.raises(RunError, match="needs race labels"):
+        train(TINY.with_overrides(race_auxiliary=True), str(tmp_path / "labels.csv"), tmp_path / "run", verbose=0)
+    assert not (tmp_path / "run").exists()

@@ -74,6 +74,9 @@ def _prepare(recipe: Recipe, data_source: str, out: Path, overrides: dict, backb
         load_teacher_embeddings(recipe.teacher_embeddings, split.loc[split["split"] != "test", "path"].tolist())
     if recipe.teacher_outputs:
         load_teacher_outputs(recipe.teacher_outputs, split.loc[split["split"] == "train", "path"].tolist())
+    if recipe.race_auxiliary and split.loc[split["split"] == "train", "race"].isna().all():
+        raise RunError(f"race_auxiliary=true needs race labels, and no training image of {data_source} has one "
+                       "(a race field in the UTKFace file name, or a race column in labels.csv)")
     out.mkdir(parents=True, exist_ok=True)
     data.save_split(split, out / SPLIT)
     config = {
