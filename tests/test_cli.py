@@ -219,3 +219,19 @@ def test_train_keeps_settings_given_with_set_when_the_matching_flag_is_absent(mo
     main(["train", "--recipe", "xception", "--data", str(tmp_path), "--out", str(tmp_path / "run"),
           "--set", "protocol=holdout", "--protocol", "5k"])
     assert seen["protocol"] == "5k"  # an explicit flag still wins
+
+
+def test_a_folder_or_file_in_the_way_of_an_output_gets_one_line_and_nothing_half_written(
+        tiny_onnx, trained_run, utk_folder, tmp_path, capsys):
+    folder = tmp_path / "out"
+    folder.mkdir()
+    assert main(["average", str(tiny_onnx), str(tiny_onnx), "--out", str(folder)]) == 2
+    assert main(["export", str(trained_run), "--out", str(folder)]) == 2
+    errors = capsys.readouterr().err.splitlines()
+    assert errors == [f"agegender: error: --out {folder} is a folder; name the file to write, e.g. {folder / name}"
+                      for name in ("average.onnx", "model.onnx")]
+    assert not list(folder.iterdir()) and sorted(path.name for path in tmp_path.iterdir()) == ["out"]
+    # and a file where a folder is to be made
+    photo = next(utk_folder.glob("*.jpg"))
+    assert main(["predict", str(photo), "--aligned", "--model", str(tiny_onnx), "--annotate", str(tiny_onnx)]) == 2
+    assert capsys.readouterr().err.startswith("agegender: error: [Errno 17] File exists")

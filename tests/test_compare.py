@@ -47,6 +47,14 @@ def test_compare_refuses_an_unfinished_run(tmp_path, capsys):
     assert "is not a finished run" in capsys.readouterr().err
 
 
+def test_compare_refuses_a_folder_as_its_report_and_writes_nothing(tmp_path, capsys):
+    run = _fake_run(tmp_path / "model-a", "full", 15000, [0.80, 0.91], [8.0, 7.0])
+    (tmp_path / "reports").mkdir()
+    assert main(["compare", str(run), "--out", str(tmp_path / "reports")]) == 2
+    assert "is a folder; name the file to write, e.g." in capsys.readouterr().err
+    assert not list(tmp_path.glob("*.png")) and not list((tmp_path / "reports").iterdir())
+
+
 def test_compare_checks_the_report_s_claims_on_a_shared_split_and_tabulates_one_change_at_a_time(tmp_path):
     from agegender.recipes import get_recipe
 

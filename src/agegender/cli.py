@@ -14,7 +14,10 @@ from .errors import DataError, DataWarning, ImageError, ModelError
 from .images import image_files
 from .recipes import PROTOCOLS, RECIPES, get_recipe
 
-USER_ERRORS = (DataError, ImageError, ModelError, ValueError, FileNotFoundError, PermissionError)
+# A wrong path of any kind (missing, a folder where a file belongs or the reverse, a file where a folder would be
+# made, not ours to write) is the user's to fix: one line, not a traceback.
+USER_ERRORS = (DataError, ImageError, ModelError, ValueError, FileNotFoundError, PermissionError, IsADirectoryError,
+               NotADirectoryError, FileExistsError)
 
 
 def _train(args) -> int:

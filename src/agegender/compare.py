@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .errors import output_file
 from .evaluate import history_summary
 
 CURVES = (("gender_loss", "gender loss"), ("gender_accuracy", "gender accuracy"),
@@ -378,6 +379,7 @@ def _data_effect(runs: list[dict], summaries: dict) -> list[str]:
 def compare(run_folders: list[Path], out: Path) -> Path:
     if not run_folders:
         raise ValueError("name at least one run folder to compare")
+    out = output_file(out, "compare.md")
     runs = [load_run(folder) for folder in run_folders]
     out.parent.mkdir(parents=True, exist_ok=True)
     figure = plot_curves(runs, out.with_name(out.stem + "_curves.png"))

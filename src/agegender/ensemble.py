@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import output_file
 from .int8_graph import float_preprocessing
 from .predictor import ModelError, resolve_model_path
 
@@ -28,6 +29,7 @@ def average_models(models: list[str | Path], out: str | Path, gender_weights: li
 
     if len(models) < 2:
         raise ValueError("averaging needs at least two models")
+    out = output_file(out, "average.onnx")
     gender_weights = member_weights(gender_weights, len(models), "gender")
     age_weights = member_weights(age_weights, len(models), "age")
     paths = [resolve_model_path(model) for model in models]
@@ -104,7 +106,6 @@ def average_models(models: list[str | Path], out: str | Path, gender_weights: li
         "name": "average of " + " and ".join(member.get("name", member["file"]) for member in members),
         "image_size": size, "weights": " and ".join(weights), "members": members}))
     onnx.checker.check_model(combined)
-    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     return _save(combined, out)
 

@@ -1,4 +1,7 @@
 """Errors and warnings a user can cause and act on; light, so that prediction imports nothing heavy."""
+from __future__ import annotations
+
+from pathlib import Path
 
 
 class DataError(ValueError):
@@ -27,3 +30,12 @@ class ImageTooLarge(ImageError):
 
 class TruncatedImage(ImageError):
     """An image whose file is cut short or corrupt."""
+
+
+def output_file(path: str | Path, example: str) -> Path:
+    """`path` as a file to write, refused when a folder is there: before any work, so that nothing is left half
+    written (`example` names such a file inside the folder, for the message)."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"--out {path} is a folder; name the file to write, e.g. {path / example}")
+    return path

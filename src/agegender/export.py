@@ -9,6 +9,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from .errors import output_file
 from .images import load_crops
 from .int8_graph import float_preprocessing
 from .models import TRAINING_ONLY_OUTPUTS
@@ -56,6 +57,7 @@ def export_onnx(model_path: str | Path, out: str | Path, metadata: dict | None =
         raise ValueError(f"unknown int8 mode {int8!r}; choose one of {', '.join(QUANTIZATIONS)}")
     if int8 == "static" and not calibration_images:
         raise ValueError("static int8 needs calibration images (training face crops)")
+    out = output_file(out, "model.onnx")
     source = Path(model_path)
     source = resolve_model_path(source / "best.keras" if source.is_dir() else source)
     if source.suffix != ".keras":
@@ -63,7 +65,6 @@ def export_onnx(model_path: str | Path, out: str | Path, metadata: dict | None =
     model = exportable(keras.models.load_model(source, compile=False))
     size = model.input_shape[1]
     model(np.zeros((1, size, size, 3), "float32"))  # the exporter needs a model that has been called
-    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent) as scratch:
         partial = Path(scratch) / "model.onnx"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DataError
+from .errors import DataError, output_file
 from .faces import CHIP_PADDING, CHIP_SIZE
 
 DIMENSIONS = 128
@@ -48,11 +48,11 @@ def embed_chips(paths: list[str]) -> tuple[np.ndarray, float]:
 
 def write_teacher_embeddings(paths: list[str], out: str | Path, workers: int = 2) -> Path:
     """Embed every chip in `paths` (in `workers` processes) into `out`, an .npz of paths and embeddings."""
+    out = output_file(out, "teacher.npz")  # refused before the embedding's minutes, not after
     chunks = [paths[i:i + 500] for i in range(0, len(paths), 500)]
     with ProcessPoolExecutor(max(1, workers)) as pool:
         vectors = np.concatenate([part[0] for part in pool.map(embed_chips, chunks)] or
                                  [np.zeros((0, DIMENSIONS), np.float32)])
-    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(out.stem + ".partial.npz")
     np.savez(partial, paths=np.array([str(Path(p).resolve()) for p in paths]), embeddings=vectors)
