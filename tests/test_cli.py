@@ -49,11 +49,20 @@ def test_evaluate_writes_json_and_markdown(trained_run, utk_folder, tmp_path, ca
     assert json.loads(capsys.readouterr().out)["overall"]["n"] == len(list(utk_folder.iterdir()))
     assert main(["evaluate", str(trained_run)]) == 2
     assert "--data" in capsys.readouterr().err
+    # a CSV that is not a split file, e.g. a labels.csv passed as --split
+    (tmp_path / "labels.csv").write_text("path,age,gender\nx.jpg,30,1\n")
+    assert main(["evaluate", str(trained_run), "--split", str(tmp_path / "labels.csv")]) == 2
+    assert capsys.readouterr().err == (f"agegender: error: {tmp_path / 'labels.csv'} is not a split file: it lacks "
+                                       "the column(s) race, group, split (expected a run's split.csv: "
+                                       "path,age,gender,race,group,split)\n")
 
 
 def test_user_errors_are_one_line(tmp_path, capsys):
     assert main(["predict", "x.jpg", "--model", str(tmp_path / "none.keras")]) == 2
     assert capsys.readouterr().err.strip().count("\n") == 0
+    (tmp_path / "empty").mkdir()
+    assert main(["predict", str(tmp_path / "empty")]) == 2  # rather than print nothing and succeed
+    assert capsys.readouterr().err == f"agegender: error: no photos found in {tmp_path / 'empty'}\n"
     assert main(["train", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "run")]) == 2
     assert "does not exist" in capsys.readouterr().err
 

@@ -223,6 +223,8 @@ def _predict(args) -> int:
 
     predictor = Predictor(args.model, min_score=args.min_score, flip=args.flip)
     files = _expand(args.inputs)
+    if not files:  # only empty folders: say so, rather than print nothing and succeed
+        raise DataError(f"no photos found in {', '.join(args.inputs)}")
     records, no_face, errors = [], [], []
     if args.annotate:
         from .annotate import annotate

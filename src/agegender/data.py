@@ -202,6 +202,14 @@ def save_split(frame: pd.DataFrame, path: Path) -> None:
 
 
 def load_split(path: Path) -> pd.DataFrame:
-    frame = pd.read_csv(path, dtype={"group": str})
+    """A split.csv as save_split wrote it (a run's, or one of the same columns); anything else is refused."""
+    try:
+        frame = pd.read_csv(path, dtype={"group": str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise DataError(f"{path} is not a readable CSV: {error}".splitlines()[0]) from None
+    missing = [column for column in [*COLUMNS, "split"] if column not in frame]
+    if missing:
+        raise DataError(f"{path} is not a split file: it lacks the column(s) {', '.join(missing)} "
+                        f"(expected a run's split.csv: {','.join(COLUMNS)},split)")
     frame["race"] = pd.to_numeric(frame["race"], errors="coerce").astype("Int64")
     return frame
