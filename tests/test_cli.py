@@ -244,3 +244,27 @@ def test_a_folder_or_file_in_the_way_of_an_output_gets_one_line_and_nothing_half
     photo = next(utk_folder.glob("*.jpg"))
     assert main(["predict", str(photo), "--aligned", "--model", str(tiny_onnx), "--annotate", str(tiny_onnx)]) == 2
     assert capsys.readouterr().err.startswith("agegender: error: [Errno 17] File exists")
+
+
+@pytest.mark.parametrize("setting, message", [
+    (["--epochs", "0"], "epochs=0: expected 1 or more"),
+    (["--batch-size", "0"], "batch_size=0: expected 1 or more"),
+    (["--set", "learning_rate=-1"], "learning_rate=-1.0, min_learning_rate=1e-06: expected a learning rate above 0"),
+    (["--set", "image_size=8"], "image_size=8: report_cnn reads faces of at least 16 px"),
+    (["--set", "schedule=weird"], "schedule='weird': expected one of plateau, constant, cosine"),
+    (["--set", "loss_weights.age=-1"], "loss_weights={'gender': 1.0, 'age': -1.0}: expected weights of 0 or more"),
+])
+def test_a_setting_no_run_could_train_with_is_refused_before_a_run_folder_exists(setting, message, utk_folder,
+                                                                                 tmp_path, capsys):
+    assert main(["train", "--data", str(utk_folder), "--out", str(tmp_path / "run"), *setting]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"agegender: error: {message}") and error.count("\n") == 1
+    assert not (tmp_path / "run").exists()
+
+
+def test_serve_refuses_a_port_or_upload_limit_that_cannot_be(capsys):
+    assert main(["serve", "--port", "99999"]) == 2
+    assert main(["serve", "--max-upload-mb", "0"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "agegender: error: --port 99999: expected a port number from 0 to 65535",
+        "agegender: error: --max-upload-mb 0.0: expected a size above 0"]

@@ -194,6 +194,10 @@ def _compare(args) -> int:
 def _serve(args) -> int:
     from .serve import run
 
+    if not 0 <= args.port <= 65535:
+        raise ValueError(f"--port {args.port}: expected a port number from 0 to 65535")
+    if not args.max_upload_mb > 0:
+        raise ValueError(f"--max-upload-mb {args.max_upload_mb}: expected a size above 0")
     run(args.host, args.port, args.model, args.max_upload_mb, args.flip)
     return 0
 

@@ -19,6 +19,13 @@ PROTOCOLS = ("full", "5k", "holdout")
 # widen (dlib_resnet.py).
 DROPPABLE_BLOCKS = {"xception": tuple(range(5, 13)), "dlib_resnet": (1, 2, 3, 5, 6, 7, 9, 10, 12, 13)}
 LOSS_OUTPUTS = ("gender", "age", "age_distribution", "embedding", "race")  # the outputs a loss weight can name
+# The choices of the settings that name one, and the smallest face each architecture can read (the report CNN
+# halves it four times; Keras's Xception needs 71 px; dlib's ResNet checks its own).
+CHOICES = {"architecture": ("report_cnn", "xception", "dlib_resnet"),
+           "preprocessing": ("featurewise", "unit", "xception", "dlib"),
+           "schedule": ("plateau", "constant", "cosine"),
+           "age_output": ("regression", "distribution", "regression_with_distribution")}
+MIN_IMAGE_SIZE = {"report_cnn": 16, "xception": 71}
 
 
 @dataclass(frozen=True)
@@ -130,17 +137,35 @@ class Recipe:
         if unknown:
             raise ValueError(f"unknown recipe setting(s): {', '.join(sorted(unknown))}")
         recipe = dataclasses.replace(self, **changes)
-        recipe.dropped_block_numbers  # a wrong block list is refused here, before any run folder exists
-        if recipe.architecture == "dlib_resnet":  # and so is a face size the network cannot read
-            dlib_resnet.check_input_size(recipe.image_size)
-        if not 0.0 <= recipe.gender_balance <= 1.0:
-            raise ValueError(f"gender_balance={recipe.gender_balance}: expected a number from 0 to 1")
-        if not 0.0 < recipe.train_fraction <= 1.0:
-            raise ValueError(f"train_fraction={recipe.train_fraction}: expected a share above 0, at most 1")
-        if recipe.refit and (recipe.schedule == "plateau" or recipe.early_stopping_patience):
+        recipe._check()
+        return recipe
+
+    def _check(self) -> None:
+        """Refuse, in one line and before any run folder exists, a setting no run could train with."""
+        for name, choices in CHOICES.items():
+            if getattr(self, name) not in choices:
+                raise ValueError(f"{name}={getattr(self, name)!r}: expected one of {', '.join(choices)}")
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)}: expected 1 or more")
+        if not self.learning_rate > 0 or self.min_learning_rate < 0:
+            raise ValueError(f"learning_rate={self.learning_rate}, min_learning_rate={self.min_learning_rate}: "
+                             "expected a learning rate above 0 and a minimum of 0 or more")
+        if any(not weight >= 0 for weight in self.loss_weights.values()):
+            raise ValueError(f"loss_weights={self.loss_weights}: expected weights of 0 or more")
+        self.dropped_block_numbers  # a wrong block list is refused here
+        if self.architecture == "dlib_resnet":  # and so is a face size the network cannot read
+            dlib_resnet.check_input_size(self.image_size)
+        elif self.image_size < MIN_IMAGE_SIZE[self.architecture]:
+            raise ValueError(f"image_size={self.image_size}: {self.architecture} reads faces of at least "
+                             f"{MIN_IMAGE_SIZE[self.architecture]} px")
+        if not 0.0 <= self.gender_balance <= 1.0:
+            raise ValueError(f"gender_balance={self.gender_balance}: expected a number from 0 to 1")
+        if not 0.0 < self.train_fraction <= 1.0:
+            raise ValueError(f"train_fraction={self.train_fraction}: expected a share above 0, at most 1")
+        if self.refit and (self.schedule == "plateau" or self.early_stopping_patience):
             raise ValueError("refit=true trains without a validation part, so it needs schedule=cosine or constant "
                              "and early_stopping_patience=0 (both of the others watch validation loss)")
-        return recipe
 
     def parse_setting(self, text: str) -> tuple[str, object]:
         """`KEY=VALUE` from the command line, VALUE read as the type of the recipe's field."""
