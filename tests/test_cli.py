@@ -249,7 +249,7 @@ def test_a_folder_or_file_in_the_way_of_an_output_gets_one_line_and_nothing_half
 @pytest.mark.parametrize("setting, message", [
     (["--epochs", "0"], "epochs=0: expected 1 or more"),
     (["--batch-size", "0"], "batch_size=0: expected 1 or more"),
-    (["--set", "learning_rate=-1"], "learning_rate=-1.0, min_learning_rate=1e-06: expected a learning rate above 0"),
+    (["--set", "learning_rate=-1"], "learning_rate=-1.0, min_learning_rate=1e-06: expected learning rates of 0 or more"),
     (["--set", "image_size=8"], "image_size=8: report_cnn reads faces of at least 16 px"),
     (["--set", "schedule=weird"], "schedule='weird': expected one of plateau, constant, cosine"),
     (["--set", "loss_weights.age=-1"], "loss_weights={'gender': 1.0, 'age': -1.0}: expected weights of 0 or more"),

@@ -205,7 +205,7 @@ def learning_rate(recipe: Recipe, steps_per_epoch: int):
         initial_learning_rate=recipe.learning_rate / 100 if warmup else recipe.learning_rate,
         warmup_target=recipe.learning_rate if warmup else None, warmup_steps=warmup,
         decay_steps=max(1, recipe.epochs * steps_per_epoch - warmup),
-        alpha=recipe.min_learning_rate / recipe.learning_rate)
+        alpha=recipe.min_learning_rate / recipe.learning_rate if recipe.learning_rate else 0.0)
 
 
 def _soft_target_accuracy(y_true, y_pred):

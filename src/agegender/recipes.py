@@ -148,9 +148,9 @@ class Recipe:
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)}: expected 1 or more")
-        if not self.learning_rate > 0 or self.min_learning_rate < 0:
+        if not (self.learning_rate >= 0 and self.min_learning_rate >= 0):  # 0 holds weights still, for checks
             raise ValueError(f"learning_rate={self.learning_rate}, min_learning_rate={self.min_learning_rate}: "
-                             "expected a learning rate above 0 and a minimum of 0 or more")
+                             "expected learning rates of 0 or more")
         if any(not weight >= 0 for weight in self.loss_weights.values()):
             raise ValueError(f"loss_weights={self.loss_weights}: expected weights of 0 or more")
         self.dropped_block_numbers  # a wrong block list is refused here
