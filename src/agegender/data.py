@@ -86,15 +86,19 @@ def read_utkface_folder(folder: Path) -> pd.DataFrame:
     return _finish(pd.DataFrame(rows, columns=["path", "age", "gender", "race"]), folder)
 
 
+def _read_csv(path: Path, **options) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path, **options)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise DataError(f"{path} is not a readable CSV: {error}".splitlines()[0]) from None
+
+
 def read_labels_csv(csv_path: Path) -> pd.DataFrame:
     """A CSV with `path` (or `file`), `age`, `gender` and optional `race`, `group` columns.
 
     Relative paths are resolved against the CSV's folder, then its `images/` subfolder.
     """
-    try:
-        frame = pd.read_csv(csv_path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
-        raise DataError(f"{csv_path} is not a readable CSV: {error}".splitlines()[0]) from None
+    frame = _read_csv(csv_path)
     if "path" not in frame and "file" in frame:
         frame = frame.rename(columns={"file": "path"})
     missing = {"path", "age", "gender"} - set(frame.columns)
@@ -203,10 +207,7 @@ def save_split(frame: pd.DataFrame, path: Path) -> None:
 
 def load_split(path: Path) -> pd.DataFrame:
     """A split.csv as save_split wrote it (a run's, or one of the same columns); anything else is refused."""
-    try:
-        frame = pd.read_csv(path, dtype={"group": str})
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
-        raise DataError(f"{path} is not a readable CSV: {error}".splitlines()[0]) from None
+    frame = _read_csv(path, dtype={"group": str})
     missing = [column for column in [*COLUMNS, "split"] if column not in frame]
     if missing:
         raise DataError(f"{path} is not a split file: it lacks the column(s) {', '.join(missing)} "
