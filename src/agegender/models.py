@@ -26,9 +26,7 @@ def preprocessing_layer(recipe: Recipe, mean: np.ndarray | None = None, variance
         return layers.Rescaling(1 / 255.0, name="rescale_unit")
     if recipe.preprocessing == "xception":
         return layers.Rescaling(1 / 127.5, offset=-1.0, name="rescale_xception")
-    if recipe.preprocessing == "dlib":
-        return dlib_resnet.preprocessing_layer()
-    raise ValueError(f"unknown preprocessing {recipe.preprocessing!r}")
+    return dlib_resnet.preprocessing_layer()  # "dlib": the recipe's own check leaves no other choice
 
 
 def _head(x, units: int, dropout: float, l2: float, name: str, batchnorm: bool):
@@ -51,8 +49,6 @@ TRAINING_ONLY_OUTPUTS = (EMBEDDING, RACE)  # outputs that shape the features in 
 def _outputs(recipe: Recipe, gender_features, age_features, shared_features):
     # float32 outputs keep the losses exact under bfloat16 mixed precision.
     outputs = {"gender": layers.Dense(1, activation="sigmoid", dtype="float32", name="gender")(gender_features)}
-    if recipe.age_output not in ("regression", "distribution", "regression_with_distribution"):
-        raise ValueError(f"unknown age output {recipe.age_output!r}")
     distribution = (layers.Dense(AGES, activation="softmax", dtype="float32", name="age_distribution")(age_features)
                     if recipe.has_age_distribution else None)
     if recipe.age_output == "distribution":
@@ -189,17 +185,13 @@ def build_model(recipe: Recipe, backbone_weights: str | None = None, mean=None, 
         return build_report_cnn(recipe, mean, variance)
     if recipe.architecture == "xception":
         return build_xception(recipe, backbone_weights, mean, variance)
-    if recipe.architecture == "dlib_resnet":
-        return build_dlib_resnet(recipe, backbone_weights, mean, variance)
-    raise ValueError(f"unknown architecture {recipe.architecture!r}")
+    return build_dlib_resnet(recipe, backbone_weights, mean, variance)  # "dlib_resnet": checked by the recipe
 
 
 def learning_rate(recipe: Recipe, steps_per_epoch: int):
     """Adam's learning rate: a number (plateau and constant schedules) or the per-step warm-up and cosine."""
     if recipe.schedule in ("plateau", "constant"):
         return recipe.learning_rate
-    if recipe.schedule != "cosine":
-        raise ValueError(f"unknown schedule {recipe.schedule!r}")
     warmup = recipe.warmup_epochs * steps_per_epoch
     return keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=recipe.learning_rate / 100 if warmup else recipe.learning_rate,

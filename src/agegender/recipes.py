@@ -136,12 +136,12 @@ class Recipe:
         unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
         if unknown:
             raise ValueError(f"unknown recipe setting(s): {', '.join(sorted(unknown))}")
-        recipe = dataclasses.replace(self, **changes)
-        recipe._check()
-        return recipe
+        return dataclasses.replace(self, **changes)  # checked as every Recipe is (__post_init__)
 
-    def _check(self) -> None:
-        """Refuse, in one line and before any run folder exists, a setting no run could train with."""
+    def __post_init__(self) -> None:
+        """Refuse, in one line, a setting no run could train with: every recipe is checked where it is made (named,
+        overridden, or read back from a run's config.json), so nothing downstream meets an unknown choice and a
+        bad setting never reaches a run folder."""
         for name, choices in CHOICES.items():
             if getattr(self, name) not in choices:
                 raise ValueError(f"{name}={getattr(self, name)!r}: expected one of {', '.join(choices)}")

@@ -327,8 +327,8 @@ def _load_start_weights(model: keras.Model, run: Path, recipe: Recipe) -> list[s
     such layer of the checkpoint must be used. The exceptions: a run may change the kind of age output
     (regression to distribution or back), and then the age output layers start fresh while everything below
     them (the backbone and both heads' hidden layers) takes the start weights; likewise the distillation
-    output when one run has a teacher and the other none, and the race output when one run has it; and the checkpoint's backbone blocks that this
-    recipe drops (`dropped_blocks`) go unused.
+    output when one run has a teacher and the other none, and the race output when one run has it; and the
+    checkpoint's backbone blocks that this recipe drops (`dropped_blocks`) go unused.
     """
     if run.suffix == ".onnx":
         try:
