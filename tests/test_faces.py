@@ -157,3 +157,40 @@ def test_the_shipped_default_model_stays_within_the_size_limit_and_documents_its
     model = AgeGenderModel(DEFAULT_MODEL)
     assert model.gender_temperature > 0 and model.age_interval["level"] == 0.8  # calibrated before shipping
     assert (DEFAULT_MODEL.parent / "MODEL_CARD.md").is_file()
+
+
+def _canvas_with_the_example_face(photo, size, face_px, where=(0.6, 0.4)):
+    """The example photo pasted into a plain canvas of `size`, scaled so that its face is about `face_px` wide
+    (the face spans 87 of its 512 px)."""
+    canvas = Image.new("RGB", size, (90, 120, 90))
+    side = round(512 * face_px / 87)
+    canvas.paste(Image.fromarray(photo).resize((side, side), Image.BICUBIC),
+                 (round(size[0] * where[0]), round(size[1] * where[1])))
+    return np.asarray(canvas)
+
+
+def test_finds_a_group_photo_sized_face_in_a_12_megapixel_photo(finder, photo):
+    # Searched at 1024 px, a 4000 x 3000 photo lost every face under about 290 px; at 2048 px one of 200 is found.
+    faces = finder.find(_canvas_with_the_example_face(photo, (4000, 3000), 200))
+    assert len(faces) == 1
+    x0, y0, x1, y1 = faces[0].box
+    assert 2400 < x0 < x1 < 2400 + round(512 * 200 / 87) and 150 < x1 - x0 < 260  # in the photo's pixels
+
+
+def test_smaller_faces_are_found_when_asked_for(finder, photo):
+    small_face = _canvas_with_the_example_face(photo, (1024, 768), 50)
+    assert finder.find(small_face) == []  # by default faces from 80 px
+    faces = FaceFinder(min_face=40).find(small_face)
+    assert len(faces) == 1 and 35 < faces[0].box[2] - faces[0].box[0] < 70
+    assert faces[0].chip.shape == (CHIP_SIZE, CHIP_SIZE, 3)
+
+
+def test_an_impossible_smallest_face_is_refused(tmp_path, capsys):
+    from agegender.errors import ImageError
+
+    with pytest.raises(ValueError, match="at least 20 px"):
+        Predictor(min_face=10)
+    with pytest.raises(ImageError, match="million pixels"):  # 192 million pixels to search: refused, not run
+        FaceFinder(min_face=20).find(np.zeros((3000, 4000, 3), np.uint8))
+    assert main(["predict", str(EXAMPLE), "--min-face", "5"]) == 2
+    assert "at least 20 px" in capsys.readouterr().err

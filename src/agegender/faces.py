@@ -12,12 +12,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import ImageError
+
 CHIP_SIZE = 200       # UTKFace chip side in pixels
 CHIP_PADDING = 0.2    # dlib get_face_chip padding that reproduces UTKFace's chips
-DETECT_SIDE = 1024    # photos are scaled down to this longest side for detection (landmarks use full size)
-# Upsampling finds faces under 80 px but costs 4x (130 against 32 ms for a 448-800 px photo, and no more faces
-# found among 60 test photos), so only photos that are small as a whole are upsampled.
-UPSAMPLE_BELOW = 400  # photos whose longest side is under this are upsampled once
+HOG_SMALLEST_FACE = 80  # dlib's HOG window: the smallest face it finds at the scale it searches (measured: 73 px)
+# Faces to look for by default, in the photo's pixels: a 4000 x 3000 phone photo searched at 1024 px missed every
+# face under 290 px (faces across a table); searched at up to 2048 px it finds faces from 160 px on in 170 ms
+# (full size: 80 px in 665 ms). Small photos are searched at twice their size, for faces from 40 px.
+DETECT_SIDE = 2048    # longest side a photo is searched at unless asked for smaller faces (`min_face`)
+UPSAMPLE_BELOW = 400  # photos whose longest side is under this are searched at twice their size
+MIN_FACE = 20         # the smallest min_face accepted
+MAX_SEARCH_PIXELS = 100_000_000  # a larger search (a small min_face on a large photo) is refused, not run
 MIN_SCORE = 0.2       # HOG margin below which detections are dropped: the badge on the example photo's suit
                       # scores 0.07-0.13; 55 of 60 pasted faces score above 0.2 (59 above 0)
 
@@ -33,7 +39,7 @@ class DetectedFace:
 class FaceFinder:
     """dlib's HOG face detector and 68-point landmarks; aligned 200 px chips like UTKFace's."""
 
-    def __init__(self, min_score: float = MIN_SCORE):
+    def __init__(self, min_score: float = MIN_SCORE, min_face: float | None = None):
         import dlib
         import face_recognition_models
 
@@ -41,23 +47,30 @@ class FaceFinder:
         self._detector = dlib.get_frontal_face_detector()
         self._landmarks = dlib.shape_predictor(face_recognition_models.pose_predictor_model_location())
         self.min_score = min_score
+        self.min_face = check_min_face(min_face)
 
     def find(self, rgb: np.ndarray) -> list[DetectedFace]:
         """Every face in an H x W x 3 uint8 RGB image, most confident first."""
         rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
-        scale = min(1.0, DETECT_SIDE / max(rgb.shape[:2]))
-        small = rgb if scale == 1.0 else _resize(rgb, scale)
-        upsample = 1 if max(small.shape[:2]) < UPSAMPLE_BELOW else 0
-        rects, scores, _ = self._detector.run(small, upsample, self.min_score)
+        height, width = rgb.shape[:2]
+        min_face = self.min_face or default_min_face(max(height, width))
+        scale = HOG_SMALLEST_FACE / min_face  # the searched image's size against the photo's
+        if height * width * scale ** 2 > MAX_SEARCH_PIXELS:
+            raise ImageError(f"looking for faces down to {min_face:g} px in a {width} x {height} photo means "
+                             f"searching {height * width * scale ** 2 / 1e6:.0f} million pixels (at most "
+                             f"{MAX_SEARCH_PIXELS / 1e6:.0f}); ask for larger faces")
+        upsample = 1 if scale > 1 else 0  # enlarging: dlib's own 2x pyramid step, which its detector was made for
+        resize = scale / 2 if upsample else scale
+        small = rgb if resize == 1 else _resize(rgb, resize)
+        rects, scores, _ = self._detector.run(small, upsample, self.min_score)  # boxes in `small`'s pixels
         faces = []
         for rect, score in sorted(zip(rects, scores), key=lambda pair: -pair[1]):
-            box = self._dlib.rectangle(*(int(round(v / scale)) for v in (rect.left(), rect.top(),
+            box = self._dlib.rectangle(*(int(round(v / resize)) for v in (rect.left(), rect.top(),
                                                                             rect.right(), rect.bottom())))
             shape = self._landmarks(rgb, box)
             points = np.array([(p.x, p.y) for p in shape.parts()], dtype=float)
             five = [points[36:42].mean(axis=0), points[42:48].mean(axis=0), points[30], points[48], points[54]]
             chip = np.asarray(self._dlib.get_face_chip(rgb, shape, size=CHIP_SIZE, padding=CHIP_PADDING))
-            height, width = rgb.shape[:2]
             faces.append(DetectedFace(
                 box=[max(0, box.left()), max(0, box.top()), min(width, box.right()), min(height, box.bottom())],
                 landmarks=[[round(float(x), 1), round(float(y), 1)] for x, y in five],
@@ -65,6 +78,20 @@ class FaceFinder:
                 chip=chip,
             ))
         return faces
+
+
+def check_min_face(min_face: float | None) -> float | None:
+    if min_face is not None and not min_face >= MIN_FACE:
+        raise ValueError(f"the smallest face to look for must be at least {MIN_FACE} px (a smaller face has too "
+                         f"few pixels to read an age from), not {min_face:g}")
+    return min_face
+
+
+def default_min_face(longest_side: int) -> float:
+    """The smallest face, in pixels, looked for by default in a photo whose longest side is `longest_side`."""
+    if longest_side < UPSAMPLE_BELOW:
+        return HOG_SMALLEST_FACE / 2
+    return HOG_SMALLEST_FACE * max(1.0, longest_side / DETECT_SIDE)
 
 
 def _resize(rgb: np.ndarray, scale: float) -> np.ndarray:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ModelError
+from .faces import check_min_face
 from .images import open_rgb
 
 DEFAULT_MODEL = Path(__file__).parent / "weights" / "default.onnx"
@@ -149,12 +150,16 @@ class Face:
 class Predictor:
     """Photos in, faces with age and gender out. `model`: a .onnx/.keras file or run folder; None: the default.
     `min_score`: detector confidence below which a detection is dropped (None: faces.MIN_SCORE).
+    `min_face`: the smallest face to look for, in the photo's pixels (None: faces.default_min_face, 80 px up to
+    2048 px photos, proportionally more above; smaller costs time: a 12 MP photo takes 4x as long at 80 px).
     `flip`: average each face with its mirror image (None: as the model's metadata says; False: one pass,
     faster)."""
 
-    def __init__(self, model: str | Path | None = None, min_score: float | None = None, flip: bool | None = None):
+    def __init__(self, model: str | Path | None = None, min_score: float | None = None, flip: bool | None = None,
+                 min_face: float | None = None):
         self.model = AgeGenderModel(model, flip=flip)
         self.min_score = min_score
+        self.min_face = check_min_face(min_face)  # before any photo: dlib loads only when one needs detection
         self._finder = None
 
     @property
@@ -162,7 +167,7 @@ class Predictor:
         if self._finder is None:  # dlib loads only when a photo needs detection
             from .faces import MIN_SCORE, FaceFinder
 
-            self._finder = FaceFinder(MIN_SCORE if self.min_score is None else self.min_score)
+            self._finder = FaceFinder(MIN_SCORE if self.min_score is None else self.min_score, self.min_face)
         return self._finder
 
     def predict(self, image, aligned: bool = False) -> list[Face]:
