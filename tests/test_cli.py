@@ -36,6 +36,58 @@ def test_predict_fails_only_when_nothing_could_be_processed(trained_run, tmp_pat
     assert "a.jpg: not an image" in capsys.readouterr().err
 
 
+def test_predict_writes_each_photo_as_it_is_done_and_keeps_them_when_interrupted(trained_run, utk_folder,
+                                                                                  monkeypatch, capsys):
+    from agegender.predictor import Predictor
+
+    crops = sorted(map(str, utk_folder.iterdir()))[:4]
+    real_predict, seen = Predictor.predict, []
+
+    def predict_then_interrupt(self, image, aligned=False):  # Ctrl-C while the third photo is read
+        seen.append(image)
+        if len(seen) == 3:
+            raise KeyboardInterrupt
+        return real_predict(self, image, aligned)
+
+    monkeypatch.setattr(Predictor, "predict", predict_then_interrupt)
+    for output in ("--csv", "--jsonl", "--json", None):
+        seen.clear()
+        code = main(["predict", *crops, "--model", str(trained_run), "--aligned", *([output] if output else [])])
+        captured = capsys.readouterr()
+        assert code == 130 and "interrupted after 2 of 4 photos" in captured.err
+        lines = captured.out.strip().splitlines()
+        if output == "--csv":
+            assert len(lines) == 3 and lines[1].startswith(crops[0] + ",0,")
+        elif output == "--jsonl":
+            assert [json.loads(line)["file"] for line in lines] == crops[:2]
+            assert json.loads(lines[0])["faces"][0]["box"] == [0, 0, 48, 48]
+        elif output == "--json":
+            result = json.loads(captured.out)
+            assert result["interrupted"] and [row["file"] for row in result["faces"]] == crops[:2]
+        else:
+            assert len(lines) == 2 and lines[1].startswith(crops[1] + " face 0: age ")
+
+
+def test_predict_jsonl_has_a_line_for_every_photo_read_or_not(trained_run, utk_folder, tmp_path, capsys):
+    crop = sorted(map(str, utk_folder.iterdir()))[0]
+    (tmp_path / "notes.jpg").write_text("hello")
+    assert main(["predict", crop, str(tmp_path / "notes.jpg"), "--model", str(trained_run), "--jsonl"]) == 0
+    first, second = (json.loads(line) for line in capsys.readouterr().out.splitlines())
+    assert first["file"] == crop and first["faces"] == []  # a 48 px crop searched as a photo: no face in it
+    assert second["file"] == str(tmp_path / "notes.jpg") and second["error"].startswith(f"{second['file']}: not an image")
+
+
+def test_annotated_copies_of_photos_with_the_same_name_do_not_overwrite_each_other(trained_run, utk_folder,
+                                                                                   tmp_path):
+    crop = sorted(utk_folder.iterdir())[0]
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "photo.jpg").write_bytes(crop.read_bytes())
+    assert main(["predict", str(tmp_path / "a"), str(tmp_path / "b"), "--model", str(trained_run), "--aligned",
+                 "--annotate", str(tmp_path / "out")]) == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["photo-2.annotated.jpg", "photo.annotated.jpg"]
+
+
 def test_evaluate_writes_json_and_markdown(trained_run, utk_folder, tmp_path, capsys):
     code = main(["evaluate", str(trained_run), "--split", str(trained_run / "split.csv"),
                  "--out", str(tmp_path / "eval")])

@@ -229,42 +229,77 @@ def _predict(args) -> int:
     files = _expand(args.inputs)
     if not files:  # only empty folders: say so, rather than print nothing and succeed
         raise DataError(f"no photos found in {', '.join(args.inputs)}")
-    records, no_face, errors = [], [], []
     if args.annotate:
         from .annotate import annotate
 
         Path(args.annotate).mkdir(parents=True, exist_ok=True)
-    for file in tqdm(files, desc="photos", unit="photo", disable=None if len(files) > 1 else True, file=sys.stderr):
-        try:
-            image = open_rgb(file)
-            faces = predictor.predict(image, aligned=args.aligned)
-        except ImageError as error:
-            errors.append(str(error))
-            continue
-        if not faces:
-            no_face.append(file)
-        records.extend({"file": file, **face.to_dict()} for face in faces)
-        if args.annotate and faces:
-            annotate(image, faces).save(Path(args.annotate) / (Path(file).stem + ".annotated.jpg"), quality=90)
+    # Every output but --json is written photo by photo, so a long run that is interrupted keeps what it did and a
+    # pipeline reads results as they come; --json is one document, printed at the end (also after Ctrl-C).
+    records, no_face, errors, annotated_names, done = [], [], [], set(), 0
+    writer = csv.DictWriter(sys.stdout, fieldnames=CSV_FIELDS, extrasaction="ignore") if args.csv else None
+    if writer:
+        writer.writeheader()
+    progress = tqdm(files, desc="photos", unit="photo", disable=None if len(files) > 1 else True, file=sys.stderr)
+    try:
+        for file in progress:
+            try:
+                image = open_rgb(file)
+                faces = predictor.predict(image, aligned=args.aligned)
+            except ImageError as error:
+                errors.append(str(error))
+                progress.write(f"error: {error}", file=sys.stderr)
+                if args.jsonl:
+                    print(json.dumps({"file": file, "error": str(error)}), flush=True)
+                done += 1
+                continue
+            if args.annotate and faces:
+                name = _unique_name(Path(file).stem, annotated_names)  # two folders' img.jpg: img, img-2
+                annotate(image, faces).save(Path(args.annotate) / f"{name}.annotated.jpg", quality=90)
+            _print_photo(args, writer, file, faces, records, no_face)
+            done += 1
+    except KeyboardInterrupt:
+        progress.close()
+        print(f"agegender: interrupted after {done} of {len(files)} photos", file=sys.stderr)
+        if args.json:
+            print(json.dumps({"faces": records, "no_face": no_face, "errors": errors, "interrupted": True}, indent=2))
+        return 130
     if args.json:
         print(json.dumps({"faces": records, "no_face": no_face, "errors": errors}, indent=2))
-    elif args.csv:
-        writer = csv.DictWriter(sys.stdout, fieldnames=CSV_FIELDS, extrasaction="ignore")
-        writer.writeheader()
-        for record in records:
+    return 1 if errors and len(errors) == len(files) else 0
+
+
+def _print_photo(args, writer, file: str, faces: list, records: list, no_face: list) -> None:
+    """One photo's faces in the chosen format, flushed at once (--json: kept for the end)."""
+    face_records = [{"file": file, **face.to_dict()} for face in faces]
+    if args.json:
+        records.extend(face_records)
+        if not faces:
+            no_face.append(file)
+        return
+    if args.jsonl:
+        print(json.dumps({"file": file, "faces": [face.to_dict() for face in faces]}))
+    elif writer:
+        for record in face_records:
             x0, y0, x1, y1 = record["box"]
             writer.writerow({**record, "x0": x0, "y0": y0, "x1": x1, "y1": y1,
                              "landmarks": json.dumps(record["landmarks"]) if record["landmarks"] else ""})
     else:
-        for record in records:
+        for record in face_records:
             interval = f" ({record['age_low']:.0f}-{record['age_high']:.0f})" if record["age_low"] is not None else ""
             print(f"{record['file']} face {record['face']}: age {record['age']:.0f}{interval}, {record['gender']} "
                   f"({record['gender_probability']:.0%}), box {record['box']}")
-        for file in no_face:
+        if not faces:
             print(f"{file}: no face found")
-    for error in errors:
-        print(f"error: {error}", file=sys.stderr)
-    return 1 if errors and len(errors) == len(files) else 0
+    sys.stdout.flush()
+
+
+def _unique_name(stem: str, taken: set[str]) -> str:
+    name, number = stem, 1
+    while name in taken:
+        number += 1
+        name = f"{stem}-{number}"
+    taken.add(name)
+    return name
 
 
 def parser() -> argparse.ArgumentParser:
@@ -337,8 +372,10 @@ def parser() -> argparse.ArgumentParser:
                          "photo's pixels (default 80, or the longer side / 25.6 for photos over 2048 px, 40 for "
                          "photos under 400 px; smaller is slower)")
     output = predict.add_mutually_exclusive_group()
-    output.add_argument("--json", action="store_true")
-    output.add_argument("--csv", action="store_true")
+    output.add_argument("--json", action="store_true", help="one JSON document, printed when every photo is done")
+    output.add_argument("--jsonl", action="store_true", help="one JSON line per photo as it is done: its file and "
+                        "faces, or its error")
+    output.add_argument("--csv", action="store_true", help="one row per face, written as each photo is done")
     predict.set_defaults(run=_predict)
 
     export = commands.add_parser("export", help="convert a trained model to ONNX (prediction without TensorFlow)")
