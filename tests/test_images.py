@@ -1,11 +1,12 @@
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from agegender.errors import DataWarning, ImageError
-from agegender.images import load_crop, load_crops
+from agegender.images import load_crop, load_crops, open_rgb
 
 
 def _jpeg(tmp_path, name="face.jpg", mode="RGB", size=(60, 50)):
@@ -67,3 +68,36 @@ def test_exif_orientation_is_applied(tmp_path):
     path = tmp_path / "phone.jpg"
     Image.new("RGB", (60, 40)).save(path, exif=exif)
     assert open_rgb(path).size == (40, 60)
+
+
+HEIC_PHOTO = Path(__file__).parent / "data" / "astronaut.heic"  # examples/astronaut.jpg saved as HEIC (13 KB)
+
+
+def test_an_iphone_style_heic_photo_is_read_with_its_face(tmp_path):
+    pytest.importorskip("pi_heif")
+    from agegender import Predictor
+    from agegender.images import image_files
+
+    assert np.asarray(open_rgb(HEIC_PHOTO)).shape == (512, 512, 3)
+    faces = Predictor().predict(HEIC_PHOTO)
+    assert len(faces) == 1 and faces[0].gender == "female"  # as from the JPEG
+    (tmp_path / "IMG_0001.HEIC").write_bytes(HEIC_PHOTO.read_bytes())
+    assert image_files(tmp_path) == [tmp_path / "IMG_0001.HEIC"]  # folders' HEIC photos are listed
+
+
+def test_without_the_heic_extra_a_heic_photo_says_what_to_install(monkeypatch, tmp_path):
+    import agegender.images as images
+    from PIL import UnidentifiedImageError
+
+    def unknown(*args, **kwargs):  # as Pillow answers where no HEIF plugin is registered
+        raise UnidentifiedImageError("cannot identify image file")
+
+    monkeypatch.setattr(images, "HEIF_READABLE", False)
+    monkeypatch.setattr(images.Image, "open", unknown)
+    with pytest.raises(ImageError, match=r"a HEIC/HEIF photo, which needs the heic extra: pip install 'agegender\[heic\]'"):
+        open_rgb(HEIC_PHOTO)
+    with pytest.raises(ImageError, match=r"a HEIC/HEIF photo"):
+        open_rgb(io.BytesIO(HEIC_PHOTO.read_bytes()))
+    (tmp_path / "notes.heic").write_text("not a photo")
+    with pytest.raises(ImageError, match="not an image"):
+        open_rgb(tmp_path / "notes.heic")

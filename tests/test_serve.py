@@ -46,6 +46,14 @@ def test_a_photo_with_a_face(client):
     assert len(face["landmarks"]) == 5 and face["gender"] in ("male", "female")
 
 
+def test_an_iphone_heic_photo(client):
+    pytest.importorskip("pi_heif")
+    heic = Path(__file__).parent / "data" / "astronaut.heic"
+    reply = client.post("/v1/predict", files={"image": ("IMG_0001.HEIC", heic.read_bytes(), "image/heic")})
+    assert reply.status_code == 200 and reply.json()["image"] == {"width": 512, "height": 512}
+    assert len(reply.json()["faces"]) == 1
+
+
 def test_a_photo_without_a_face(client):
     reply = client.post("/v1/predict", files={"image": ("wall.png", _png(np.full((120, 160, 3), 90, np.uint8)))})
     assert reply.status_code == 200 and reply.json()["faces"] == []

@@ -12,7 +12,16 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import DataWarning, ImageError, ImageTooLarge, NotAnImage, TruncatedImage
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+try:  # HEIC/HEIF (iPhones' photos) with the `heic` extra: pi-heif, which only decodes (LGPL libheif, no encoder)
+    import pi_heif
+
+    pi_heif.register_heif_opener()
+    HEIF_READABLE = True
+except ImportError:
+    HEIF_READABLE = False
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".heic", ".heif")
+HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1")  # ISO BMFF 'ftyp' brands
 
 
 def image_files(folder: Path) -> list[Path]:
@@ -46,11 +55,28 @@ def open_rgb(source) -> Image.Image:
     except IsADirectoryError:
         raise ImageError(f"{name}: is a folder, not an image") from None
     except UnidentifiedImageError:
+        if not HEIF_READABLE and _is_heif(source):
+            raise NotAnImage(f"{name}: a HEIC/HEIF photo, which needs the heic extra: pip install "
+                             "'agegender[heic]'") from None
         raise NotAnImage(f"{name}: not an image (or an unsupported format)") from None
     except Image.DecompressionBombError:
         raise ImageTooLarge(f"{name}: image dimensions are too large (over {Image.MAX_IMAGE_PIXELS:,} pixels)") from None
     except (OSError, SyntaxError, ValueError) as error:
         raise TruncatedImage(f"{name}: unreadable or truncated image ({error})") from None
+
+
+def _is_heif(source) -> bool:
+    """Whether a file (path or file object) starts like a HEIC/HEIF image."""
+    try:
+        if hasattr(source, "read"):
+            source.seek(0)
+            header = source.read(12)
+        else:
+            with open(source, "rb") as file:
+                header = file.read(12)
+    except (OSError, ValueError):
+        return False
+    return header[4:8] == b"ftyp" and header[8:12] in HEIF_BRANDS
 
 
 def load_crop(source, size: int) -> np.ndarray:

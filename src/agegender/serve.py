@@ -106,7 +106,8 @@ def create_app(model: str | Path | None = None, max_upload_bytes: int = DEFAULT_
                 "model_file": predictor.model.path.name, "test_time_flip": predictor.model.flip}
 
     @app.post("/v1/predict", responses={400: {}, 413: {}, 415: {}, 422: {}})
-    def predict(image: UploadFile = File(..., description="a photo: JPEG, PNG, WebP, BMP or GIF")) -> dict:
+    def predict(image: UploadFile = File(..., description="a photo: JPEG, PNG, WebP, BMP, GIF, or HEIC with the "
+                                                         "heic extra")) -> dict:
         """Every face in the photo: box (x0, y0, x1, y1), landmarks, age, gender and its probability."""
         data = image.file.read(max_upload_bytes + 1)
         if len(data) > max_upload_bytes:
@@ -119,7 +120,7 @@ def create_app(model: str | Path | None = None, max_upload_bytes: int = DEFAULT_
         try:
             photo = open_rgb(stream)
         except NotAnImage as problem:
-            return error(415, f"{problem}; send a JPEG, PNG, WebP, BMP or GIF photo")
+            return error(415, f"{problem}; send a JPEG, PNG, WebP, BMP, GIF or HEIC photo")
         except ImageTooLarge as problem:
             return error(413, str(problem))
         except ImageError as problem:
