@@ -101,3 +101,16 @@ def test_without_the_heic_extra_a_heic_photo_says_what_to_install(monkeypatch, t
     (tmp_path / "notes.heic").write_text("not a photo")
     with pytest.raises(ImageError, match="not an image"):
         open_rgb(tmp_path / "notes.heic")
+
+
+def test_16_bit_and_float_images_keep_their_picture(tmp_path):
+    # Pillow's own conversion clipped a 16-bit PNG's grey values at 255: the photo came out white, its face lost.
+    grey = np.asarray(Image.open(Path(__file__).resolve().parents[1] / "examples" / "astronaut.jpg").convert("L"))
+    Image.fromarray(grey.astype(np.uint16) * 257).save(tmp_path / "sixteen.png")
+    assert Image.open(tmp_path / "sixteen.png").mode.startswith("I")
+    np.testing.assert_array_equal(np.asarray(open_rgb(tmp_path / "sixteen.png"))[..., 1], grey)
+    rgb = np.stack([grey] * 3, axis=-1)
+    for array in (rgb.astype(np.uint16) * 257, rgb / 255.0, rgb.astype(np.float32), rgb.astype(np.int64)):
+        np.testing.assert_array_equal(np.asarray(open_rgb(array)), rgb)
+    with pytest.raises(ImageError, match="must be numbers"):
+        open_rgb(np.full((4, 4, 3), "x"))

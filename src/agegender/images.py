@@ -33,23 +33,24 @@ Image.MAX_IMAGE_PIXELS = 64_000_000
 
 
 def open_rgb(source) -> Image.Image:
-    """An RGB PIL image from a path, file object, PIL image or array, with EXIF orientation applied."""
+    """An 8-bit RGB PIL image from a path, file object, PIL image or array (uint8; 16-bit; floats in 0-1), with
+    EXIF orientation applied."""
     if isinstance(source, Image.Image):
-        return source.convert("RGB")
+        return _to_rgb(source)
     if isinstance(source, np.ndarray):
         array = source
         if array.ndim == 2:
             array = np.stack([array] * 3, axis=-1)
         if array.ndim != 3 or array.shape[-1] not in (3, 4):
             raise ImageError(f"an image array must be HxW, HxWx3 or HxWx4, not {array.shape}")
-        return Image.fromarray(np.ascontiguousarray(array[..., :3]).astype(np.uint8))
+        return Image.fromarray(_to_uint8(np.ascontiguousarray(array[..., :3])))
     name = getattr(source, "name", source)
     try:
         with Image.open(source) as image:
             if image.width * image.height > Image.MAX_IMAGE_PIXELS:  # PIL only warns up to twice the limit
                 raise Image.DecompressionBombError
             image = ImageOps.exif_transpose(image)
-            return image.convert("RGB")
+            return _to_rgb(image)
     except FileNotFoundError:
         raise ImageError(f"{name}: no such file") from None
     except IsADirectoryError:
@@ -63,6 +64,29 @@ def open_rgb(source) -> Image.Image:
         raise ImageTooLarge(f"{name}: image dimensions are too large (over {Image.MAX_IMAGE_PIXELS:,} pixels)") from None
     except (OSError, SyntaxError, ValueError) as error:
         raise TruncatedImage(f"{name}: unreadable or truncated image ({error})") from None
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """8-bit RGB. Pillow's own conversion clips 16-bit and 32-bit grey values at 255, which turns a 16-bit PNG
+    almost white (and its faces unfindable), so those are scaled down instead."""
+    if image.mode.startswith("I") or image.mode == "F":
+        return Image.fromarray(_to_uint8(np.asarray(image))).convert("RGB")
+    return image.convert("RGB")
+
+
+def _to_uint8(values: np.ndarray) -> np.ndarray:
+    """Pixels of any numeric type as uint8: floats in 0-1 scaled by 255, values above 255 taken as 16-bit."""
+    if values.dtype == np.uint8:
+        return values
+    if values.dtype.kind not in "uifb":
+        raise ImageError(f"image pixels must be numbers, not {values.dtype}")
+    scaled = values.astype(np.float64)
+    top = scaled.max(initial=0.0)
+    if values.dtype.kind == "f" and top <= 1.0:
+        scaled *= 255.0
+    elif top > 255:
+        scaled /= 257.0  # 16-bit samples (PNG's, or a 32-bit image holding them)
+    return np.clip(scaled + 0.5, 0, 255).astype(np.uint8)
 
 
 def _is_heif(source) -> bool:
