@@ -54,6 +54,18 @@ def test_an_iphone_heic_photo(client):
     assert len(reply.json()["faces"]) == 1
 
 
+def test_smaller_faces_can_be_asked_for_per_request(client):
+    canvas = Image.new("RGB", (1024, 768), (90, 120, 90))  # the example photo shrunk so that its face is 50 px
+    canvas.paste(Image.open(EXAMPLE).resize((294, 294)), (600, 300))
+    buffer = io.BytesIO()
+    canvas.save(buffer, "PNG")
+    upload = {"image": ("small.png", buffer.getvalue(), "image/png")}
+    assert client.post("/v1/predict", files=upload).json()["faces"] == []  # faces from 80 px by default
+    assert len(client.post("/v1/predict?min_face=40", files=upload).json()["faces"]) == 1
+    reply = client.post("/v1/predict?min_face=5", files=upload)
+    assert reply.status_code == 422 and "at least 20 px" in reply.json()["error"]
+
+
 def test_a_photo_without_a_face(client):
     reply = client.post("/v1/predict", files={"image": ("wall.png", _png(np.full((120, 160, 3), 90, np.uint8)))})
     assert reply.status_code == 200 and reply.json()["faces"] == []

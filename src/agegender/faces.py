@@ -49,11 +49,11 @@ class FaceFinder:
         self.min_score = min_score
         self.min_face = check_min_face(min_face)
 
-    def find(self, rgb: np.ndarray) -> list[DetectedFace]:
-        """Every face in an H x W x 3 uint8 RGB image, most confident first."""
+    def find(self, rgb: np.ndarray, min_face: float | None = None) -> list[DetectedFace]:
+        """Every face in an H x W x 3 uint8 RGB image, most confident first; `min_face` overrides the finder's."""
         rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
         height, width = rgb.shape[:2]
-        min_face = self.min_face or default_min_face(max(height, width))
+        min_face = check_min_face(min_face) or self.min_face or default_min_face(max(height, width))
         scale = HOG_SMALLEST_FACE / min_face  # the searched image's size against the photo's
         if height * width * scale ** 2 > MAX_SEARCH_PIXELS:
             raise ImageError(f"looking for faces down to {min_face:g} px in a {width} x {height} photo means "

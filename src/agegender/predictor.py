@@ -170,14 +170,14 @@ class Predictor:
             self._finder = FaceFinder(MIN_SCORE if self.min_score is None else self.min_score, self.min_face)
         return self._finder
 
-    def predict(self, image, aligned: bool = False) -> list[Face]:
+    def predict(self, image, aligned: bool = False, min_face: float | None = None) -> list[Face]:
         """Faces in `image` (a path, file object, or H x W x 3 RGB array). With `aligned`, the image is
-        taken as one ready face crop like UTKFace's."""
+        taken as one ready face crop like UTKFace's. `min_face` overrides the predictor's for this image."""
         rgb = np.asarray(open_rgb(image))
         if aligned:
             height, width = rgb.shape[:2]
             return self._label([self.model.resize(rgb)], [[0, 0, width, height]], [None], [None])
-        found = self.finder.find(rgb)
+        found = self.finder.find(rgb, min_face)
         return self._label([self.model.resize(f.chip) for f in found], [f.box for f in found],
                            [f.landmarks for f in found], [f.score for f in found])
 
