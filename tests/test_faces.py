@@ -194,3 +194,18 @@ def test_an_impossible_smallest_face_is_refused(tmp_path, capsys):
         FaceFinder(min_face=20).find(np.zeros((3000, 4000, 3), np.uint8))
     assert main(["predict", str(EXAMPLE), "--min-face", "5"]) == 2
     assert "at least 20 px" in capsys.readouterr().err
+
+
+def test_many_photos_at_once_come_back_in_order_as_one_at_a_time(trained_run, photo, tmp_path):
+    (tmp_path / "notes.jpg").write_text("not a photo")
+    mirrored = Image.fromarray(np.ascontiguousarray(photo[:, ::-1]))
+    sources = [str(EXAMPLE), str(tmp_path / "notes.jpg"), mirrored, photo] * 3
+    predictor = Predictor(trained_run)
+    results = list(predictor.predict_many(sources, workers=3))
+    assert all(result.source is source for result, source in zip(results, sources))
+    for result in results:
+        if isinstance(result.source, str) and result.source.endswith("notes.jpg"):
+            assert result.faces is None and "not an image" in str(result.error)
+        else:
+            assert result.error is None and result.faces == predictor.predict(result.source)
+            assert result.photo.size == (512, 512) and len(result.faces) == 1

@@ -222,9 +222,10 @@ def _predict(args) -> int:
 
     from tqdm import tqdm
 
-    from .images import open_rgb
     from .predictor import Predictor
 
+    if args.workers is not None and args.workers < 1:
+        raise ValueError(f"--workers {args.workers}: expected 1 or more")
     predictor = Predictor(args.model, min_score=args.min_score, flip=args.flip, min_face=args.min_face)
     files = _expand(args.inputs)
     if not files:  # only empty folders: say so, rather than print nothing and succeed
@@ -239,26 +240,27 @@ def _predict(args) -> int:
     writer = csv.DictWriter(sys.stdout, fieldnames=CSV_FIELDS, extrasaction="ignore") if args.csv else None
     if writer:
         writer.writeheader()
-    progress = tqdm(files, desc="photos", unit="photo", disable=None if len(files) > 1 else True, file=sys.stderr)
+    results = predictor.predict_many(files, aligned=args.aligned, workers=args.workers)
+    progress = tqdm(results, total=len(files), desc="photos", unit="photo", disable=None if len(files) > 1 else True,
+                    file=sys.stderr)
     try:
-        for file in progress:
-            try:
-                image = open_rgb(file)
-                faces = predictor.predict(image, aligned=args.aligned)
-            except ImageError as error:
-                errors.append(str(error))
-                progress.write(f"error: {error}", file=sys.stderr)
+        for result in progress:
+            file, faces = result.source, result.faces
+            if result.error:
+                errors.append(str(result.error))
+                progress.write(f"error: {result.error}", file=sys.stderr)
                 if args.jsonl:
-                    print(json.dumps({"file": file, "error": str(error)}), flush=True)
+                    print(json.dumps({"file": file, "error": str(result.error)}), flush=True)
                 done += 1
                 continue
             if args.annotate and faces:
                 name = _unique_name(Path(file).stem, annotated_names)  # two folders' img.jpg: img, img-2
-                annotate(image, faces).save(Path(args.annotate) / f"{name}.annotated.jpg", quality=90)
+                annotate(result.photo, faces).save(Path(args.annotate) / f"{name}.annotated.jpg", quality=90)
             _print_photo(args, writer, file, faces, records, no_face)
             done += 1
     except KeyboardInterrupt:
         progress.close()
+        results.close()  # stops the threads still reading photos
         print(f"agegender: interrupted after {done} of {len(files)} photos", file=sys.stderr)
         if args.json:
             print(json.dumps({"faces": records, "no_face": no_face, "errors": errors, "interrupted": True}, indent=2))
@@ -368,6 +370,8 @@ def parser() -> argparse.ArgumentParser:
     predict.add_argument("--annotate", metavar="OUT_DIR", help="save copies with boxes and labels here")
     predict.add_argument("--min-score", type=float, help="detector confidence to keep a face (default 0.2; "
                          "lower finds more faces and more false ones)")
+    predict.add_argument("--workers", type=int, metavar="N", help="photos read and searched for faces at once "
+                         "(default: one per CPU core, at most 4)")
     predict.add_argument("--min-face", type=float, metavar="PX", help="the smallest face to look for, in the "
                          "photo's pixels (default 80, or the longer side / 25.6 for photos over 2048 px, 40 for "
                          "photos under 400 px; smaller is slower)")

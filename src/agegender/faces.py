@@ -8,6 +8,7 @@ landmark model ship inside the `dlib-bin` and `face-recognition-models` packages
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,17 +38,23 @@ class DetectedFace:
 
 
 class FaceFinder:
-    """dlib's HOG face detector and 68-point landmarks; aligned 200 px chips like UTKFace's."""
+    """dlib's HOG face detector and 68-point landmarks; aligned 200 px chips like UTKFace's. Safe to share
+    between threads."""
 
     def __init__(self, min_score: float = MIN_SCORE, min_face: float | None = None):
         import dlib
         import face_recognition_models
 
         self._dlib = dlib
-        self._detector = dlib.get_frontal_face_detector()
-        self._landmarks = dlib.shape_predictor(face_recognition_models.pose_predictor_model_location())
+        self._detectors = threading.local()  # one detector per thread: dlib's keeps each image it scans inside it
+        self._landmarks = dlib.shape_predictor(face_recognition_models.pose_predictor_model_location())  # stateless
         self.min_score = min_score
         self.min_face = check_min_face(min_face)
+
+    def _detector(self):
+        if not hasattr(self._detectors, "detector"):
+            self._detectors.detector = self._dlib.get_frontal_face_detector()
+        return self._detectors.detector
 
     def find(self, rgb: np.ndarray, min_face: float | None = None) -> list[DetectedFace]:
         """Every face in an H x W x 3 uint8 RGB image, most confident first; `min_face` overrides the finder's."""
@@ -62,7 +69,7 @@ class FaceFinder:
         upsample = 1 if scale > 1 else 0  # enlarging: dlib's own 2x pyramid step, which its detector was made for
         resize = scale / 2 if upsample else scale
         small = rgb if resize == 1 else _resize(rgb, resize)
-        rects, scores, _ = self._detector.run(small, upsample, self.min_score)  # boxes in `small`'s pixels
+        rects, scores, _ = self._detector().run(small, upsample, self.min_score)  # boxes in `small`'s pixels
         faces = []
         for rect, score in sorted(zip(rects, scores), key=lambda pair: -pair[1]):
             box = self._dlib.rectangle(*(int(round(v / resize)) for v in (rect.left(), rect.top(),

@@ -9,12 +9,16 @@
 from __future__ import annotations
 
 import json
+import os
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .errors import ModelError
+from .errors import ImageError, ModelError
 from .faces import check_min_face
 from .images import open_rgb
 
@@ -147,6 +151,15 @@ class Face:
         return asdict(self)
 
 
+@dataclass
+class PhotoResult:
+    """One photo of `Predictor.predict_many`: its faces, or the error that made it unreadable."""
+    source: object                       # as given: a path, file object, image or array
+    photo: object                        # the decoded PIL image (None when unreadable)
+    faces: list | None = None            # list[Face]
+    error: ImageError | None = None
+
+
 class Predictor:
     """Photos in, faces with age and gender out. `model`: a .onnx/.keras file or run folder; None: the default.
     `min_score`: detector confidence below which a detection is dropped (None: faces.MIN_SCORE).
@@ -173,13 +186,49 @@ class Predictor:
     def predict(self, image, aligned: bool = False, min_face: float | None = None) -> list[Face]:
         """Faces in `image` (a path, file object, or H x W x 3 RGB array). With `aligned`, the image is
         taken as one ready face crop like UTKFace's. `min_face` overrides the predictor's for this image."""
-        rgb = np.asarray(open_rgb(image))
+        return self._label(*self._find(open_rgb(image), aligned, min_face))
+
+    def predict_many(self, images: Iterable, aligned: bool = False, min_face: float | None = None,
+                     workers: int | None = None) -> Iterator[PhotoResult]:
+        """One PhotoResult per image, in order, as each is done. Decoding, detection and alignment run in
+        `workers` threads (None: one per CPU core, at most 4), which dlib and Pillow let run in parallel; the
+        model runs in the calling thread, which its own threads already spread over the cores."""
+        workers = workers or min(4, os.cpu_count() or 1)
+        if not aligned:
+            self.finder  # loaded once, before the threads share it
+
+        def find(source) -> PhotoResult:
+            try:
+                photo = open_rgb(source)
+                return PhotoResult(source, photo, self._find(photo, aligned, min_face))
+            except ImageError as error:
+                return PhotoResult(source, None, error=error)
+
+        pool, pending = ThreadPoolExecutor(workers), deque()
+        try:
+            for source in images:
+                pending.append(pool.submit(find, source))
+                if len(pending) > 2 * workers:  # a few photos ahead, never the whole folder in memory
+                    yield self._finish(pending.popleft().result())
+            while pending:
+                yield self._finish(pending.popleft().result())
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _find(self, photo, aligned: bool, min_face: float | None):
+        """The crops to read, with their boxes, landmarks and detection scores."""
+        rgb = np.asarray(photo)
         if aligned:
             height, width = rgb.shape[:2]
-            return self._label([self.model.resize(rgb)], [[0, 0, width, height]], [None], [None])
+            return [self.model.resize(rgb)], [[0, 0, width, height]], [None], [None]
         found = self.finder.find(rgb, min_face)
-        return self._label([self.model.resize(f.chip) for f in found], [f.box for f in found],
-                           [f.landmarks for f in found], [f.score for f in found])
+        return ([self.model.resize(f.chip) for f in found], [f.box for f in found], [f.landmarks for f in found],
+                [f.score for f in found])
+
+    def _finish(self, result: PhotoResult) -> PhotoResult:
+        if result.error is None:
+            result.faces = self._label(*result.faces)
+        return result
 
     def _label(self, crops, boxes, landmarks, scores) -> list[Face]:
         if not crops:
