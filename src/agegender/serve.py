@@ -1,12 +1,14 @@
 """The web service: a REST API over Predictor, and a page to try it in a browser.
 
 The model loads once when the app is made. Predictions run in FastAPI's thread pool (the endpoint is a plain
-function), so the event loop keeps serving; a lock serialises the dlib detector, whose thread safety dlib
-does not promise, while onnxruntime itself runs on every core.
+function), so the event loop keeps serving. Up to one photo per CPU core (at most 4) is searched for faces at
+a time (FaceFinder keeps a detector per thread); more would only queue for the cores while holding their decoded
+photos in memory.
 """
 from __future__ import annotations
 
 import io
+import os
 import threading
 import time
 from pathlib import Path
@@ -91,7 +93,7 @@ def create_app(model: str | Path | None = None, max_upload_bytes: int = DEFAULT_
                flip: bool | None = None) -> FastAPI:
     predictor = Predictor(model, flip=flip)
     predictor.finder  # load the detector now, not on the first request
-    lock = threading.Lock()
+    slots = threading.Semaphore(min(4, os.cpu_count() or 1))
     app = FastAPI(title="agegender", version=__version__,
                   description="Age and gender of every face in a photo. Estimates from a model trained on "
                               "UTKFace (non-commercial research licence); see the model card.")
@@ -134,7 +136,7 @@ def create_app(model: str | Path | None = None, max_upload_bytes: int = DEFAULT_
         except ImageError as problem:
             return error(400, str(problem))
         try:
-            with lock:
+            with slots:
                 faces = predictor.predict(photo, min_face=min_face)
         except ImageError as problem:  # a min_face too small for this photo's size
             return error(422, str(problem))
