@@ -321,3 +321,16 @@ def test_serve_refuses_a_port_or_upload_limit_that_cannot_be(capsys):
     assert capsys.readouterr().err.splitlines() == [
         "agegender: error: --port 99999: expected a port number from 0 to 65535",
         "agegender: error: --max-upload-mb 0.0: expected a size above 0"]
+
+
+def test_predict_reads_a_photo_piped_to_standard_input(trained_run, utk_folder, monkeypatch, capsys):
+    import io
+    import types
+
+    crop = sorted(utk_folder.iterdir())[0]
+    monkeypatch.setattr("sys.stdin", types.SimpleNamespace(buffer=io.BytesIO(crop.read_bytes())))
+    assert main(["predict", "-", str(crop), "--model", str(trained_run), "--aligned", "--jsonl"]) == 0
+    piped, named = (json.loads(line) for line in capsys.readouterr().out.splitlines())
+    assert piped["file"] == "-" and named["file"] == str(crop)
+    assert piped["faces"] == named["faces"] and len(piped["faces"]) == 1
+    assert main(["predict", "-", "-", "--model", str(trained_run)]) == 2

@@ -230,6 +230,8 @@ def _predict(args) -> int:
     files = _expand(args.inputs)
     if not files:  # only empty folders: say so, rather than print nothing and succeed
         raise DataError(f"no photos found in {', '.join(args.inputs)}")
+    if files.count("-") > 1:
+        raise ValueError("- (a photo read from standard input) can be given once")
     if args.annotate:
         from .annotate import annotate
 
@@ -240,12 +242,13 @@ def _predict(args) -> int:
     writer = csv.DictWriter(sys.stdout, fieldnames=CSV_FIELDS, extrasaction="ignore") if args.csv else None
     if writer:
         writer.writeheader()
-    results = predictor.predict_many(files, aligned=args.aligned, workers=args.workers)
+    sources = [_standard_input() if file == "-" else file for file in files]
+    results = predictor.predict_many(sources, aligned=args.aligned, workers=args.workers)
     progress = tqdm(results, total=len(files), desc="photos", unit="photo", disable=None if len(files) > 1 else True,
                     file=sys.stderr)
     try:
         for result in progress:
-            file, faces = result.source, result.faces
+            file, faces = getattr(result.source, "name", result.source), result.faces
             if result.error:
                 errors.append(str(result.error))
                 progress.write(f"error: {result.error}", file=sys.stderr)
@@ -254,7 +257,8 @@ def _predict(args) -> int:
                 done += 1
                 continue
             if args.annotate and faces:
-                name = _unique_name(Path(file).stem, annotated_names)  # two folders' img.jpg: img, img-2
+                # a/img.jpg and b/img.jpg become img and img-2
+                name = _unique_name("stdin" if file == "-" else Path(file).stem, annotated_names)
                 annotate(result.photo, faces).save(Path(args.annotate) / f"{name}.annotated.jpg", quality=90)
             _print_photo(args, writer, file, faces, records, no_face)
             done += 1
@@ -293,6 +297,15 @@ def _print_photo(args, writer, file: str, faces: list, records: list, no_face: l
         if not faces:
             print(f"{file}: no face found")
     sys.stdout.flush()
+
+
+def _standard_input():
+    """The photo piped in (`cat photo.jpg | agegender predict -`), named - in the output."""
+    import io
+
+    stream = io.BytesIO(sys.stdin.buffer.read())
+    stream.name = "-"
+    return stream
 
 
 def _unique_name(stem: str, taken: set[str]) -> str:
@@ -363,7 +376,8 @@ def parser() -> argparse.ArgumentParser:
     calibrate.set_defaults(run=_calibrate)
 
     predict = commands.add_parser("predict", help="age and gender of every face in photos")
-    predict.add_argument("inputs", nargs="+", help="photos (JPEG, PNG, WebP, ...) or folders of them")
+    predict.add_argument("inputs", nargs="+", help="photos (JPEG, PNG, WebP, ...) or folders of them; - reads a "
+                         "photo from standard input")
     predict.add_argument("--model", help="a .onnx or .keras model, or a run folder (default: the shipped model)")
     predict.add_argument("--aligned", action="store_true", help="inputs are ready face crops like UTKFace's")
     add_flip_arguments(predict)
