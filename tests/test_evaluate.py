@@ -21,8 +21,14 @@ def test_breakdown_on_known_predictions():
                               "Asian": {"n": 1, "gender_accuracy": 1.0, "age_mae": 10.0}}
     assert result["worst"]["age_bracket"] == {"age_mae": "20-39", "gender_accuracy": "60+"}  # ties: the first
     assert result["worst"]["race"] == {"age_mae": "Asian", "gender_accuracy": "White"}
+    # the intersections with gender: the 8-year-old girl read as a boy is the 0-9 bracket's only error
+    assert result["age_bracket_gender"]["0-9 female"] == {"n": 1, "gender_accuracy": 0.0, "age_mae": 0.0}
+    assert result["age_bracket_gender"]["0-9 male"] == {"n": 1, "gender_accuracy": 1.0, "age_mae": 2.0}
+    assert list(result["race_gender"]) == ["White male", "White female", "Asian female"]  # no Asian man: no row
+    assert result["worst"]["race_gender"] == {"age_mae": "Asian female", "gender_accuracy": "White female"}
     table = breakdown_markdown(result, "known")
     assert "| **overall** | 4 | 50.00% | 5.50 |" in table and "| race Asian | 1 | 100.00% | 10.00 |" in table
+    assert "| race and gender Asian female | 1 | 100.00% | 10.00 |" in table
     assert "by age, **20-39** for age (MAE) and **60+** for gender" in table
 
 

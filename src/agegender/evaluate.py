@@ -22,11 +22,15 @@ def _scores(part: pd.DataFrame) -> dict:
     return scores
 
 
-GROUPS = (("age_bracket", "age"), ("gender", "gender"), ("race", "race"))
+# Single attributes, then their intersections with gender (Buolamwini & Gebru 2018: a model can be fair to each
+# attribute alone and still fail, say, dark-skinned women).
+GROUPS = (("age_bracket", "age"), ("gender", "gender"), ("race", "race"),
+          ("age_bracket_gender", "age and gender"), ("race_gender", "race and gender"))
 
 
 def group_rows(frame: pd.DataFrame) -> dict[str, dict[str, pd.Index]]:
-    """The rows of each non-empty group: per age bracket (in age order), per gender and per race (where labelled)."""
+    """The rows of each non-empty group: per age bracket (in age order), per gender and per race (where
+    labelled), and per age bracket and per race within each gender."""
     brackets = frame["age"].map(age_bracket)
     sections = {"age_bracket": {name: brackets.index[brackets == name]
                                 for name in (age_bracket(low) for low, _ in AGE_BRACKETS)},
@@ -34,12 +38,18 @@ def group_rows(frame: pd.DataFrame) -> dict[str, dict[str, pd.Index]]:
     if "race" in frame and frame["race"].notna().any():
         races = frame["race"].dropna().astype(int)
         sections["race"] = {RACES[r]: races.index[races == r] for r in sorted(races.unique())}
+    for section in ("age_bracket", "race"):
+        if section in sections:
+            sections[f"{section}_gender"] = {f"{name} {gender}": rows.intersection(within)
+                                             for name, rows in sections[section].items()
+                                             for gender, within in sections["gender"].items()}
     return {section: {name: rows for name, rows in groups.items() if len(rows)}
             for section, groups in sections.items()}
 
 
 def breakdown(frame: pd.DataFrame) -> dict:
-    """Gender accuracy and age MAE overall, per age bracket, per gender and per race (where labelled).
+    """Gender accuracy and age MAE overall, per age bracket, per gender and per race (where labelled), and per
+    age bracket and race within each gender.
 
     `frame` holds true `age`, `gender` (0 male, 1 female), optional `race`, and `predicted_age`,
     `female_probability`, optional `age_low`, `age_high`. `worst` names the group with the highest MAE and the
