@@ -70,3 +70,22 @@ def test_balanced_gender_weights_give_each_age_bracket_its_share_and_weight_only
     assert weighted["age_loss"] == pytest.approx(unweighted["age_loss"], rel=1e-4)
     with pytest.raises(ValueError, match="gender_balance=2.0: expected a number from 0 to 1"):
         recipe.with_overrides(gender_balance=2.0)
+
+
+def test_balanced_age_weights_give_each_age_bracket_and_gender_its_share_of_the_age_loss():
+    from agegender.train import age_weights
+
+    ages = np.array([50] * 6 + [50] * 2 + [30] * 8)
+    genders = np.array([0] * 6 + [1] * 2 + [0, 1] * 4)  # six men and two women of 40-59, four of each of 20-39
+    assert age_weights(ages, genders, 0.0) is None
+    full = age_weights(ages, genders, 1.0)
+    assert full.mean() == pytest.approx(1.0)
+    assert full[:6].sum() == pytest.approx(full[6:8].sum()) == pytest.approx(full[8::2].sum())  # each cell alike
+    assert age_weights(ages, genders, 0.5)[6] / age_weights(ages, genders, 0.5)[0] == pytest.approx(3 ** 0.5)
+    pixels = np.zeros((16, 16, 16, 3), dtype=np.uint8)
+    batch = next(iter(make_dataset(pixels, ages, genders, batch_size=16, age_weights=full, age_sigma=2.0)))
+    assert np.asarray(batch[2]["age"]).tolist() == pytest.approx(full.tolist())
+    assert np.asarray(batch[2]["age_distribution"]).tolist() == pytest.approx(full.tolist())
+    assert np.asarray(batch[2]["gender"]).tolist() == [1.0] * 16
+    with pytest.raises(ValueError, match="age_balance=-1.0: expected a number from 0 to 1"):
+        get_recipe("seed-a").with_overrides(age_balance=-1.0)

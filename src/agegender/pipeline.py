@@ -43,11 +43,13 @@ def age_distribution_targets(ages: np.ndarray, sigma: float, classes: int = 101)
 def make_dataset(pixels: np.ndarray, ages: np.ndarray, genders: np.ndarray, batch_size: int,
                  recipe: Recipe | None = None, training: bool = False, seed: int = 0,
                  age_sigma: float | None = None, embeddings: np.ndarray | None = None,
-                 gender_weights: np.ndarray | None = None, races: np.ndarray | None = None) -> tf.data.Dataset:
+                 gender_weights: np.ndarray | None = None, races: np.ndarray | None = None,
+                 age_weights: np.ndarray | None = None) -> tf.data.Dataset:
     """Batches of (float32 pixels 0-255, {"gender", "age"}, "age_distribution" when `age_sigma` is given,
     "embedding" when teacher `embeddings` are and "race" when `races` are (class numbers, -1 unknown));
-    shuffled and augmented only when training. With `gender_weights` or `races`, a third element weights each
-    face's loss per output: gender by `gender_weights`, race by 0 where it is unknown, every other by 1."""
+    shuffled and augmented only when training. With `gender_weights`, `age_weights` or `races`, a third element
+    weights each face's loss per output: gender by `gender_weights`, age (and its distribution) by
+    `age_weights`, race by 0 where it is unknown, every other by 1."""
     images = tf.constant(pixels)
     targets = {"gender": tf.constant(genders.reshape(-1, 1), tf.float32),
                "age": tf.constant(ages.reshape(-1, 1), tf.float32)}
@@ -58,6 +60,10 @@ def make_dataset(pixels: np.ndarray, ages: np.ndarray, genders: np.ndarray, batc
     face_weights = {}
     if gender_weights is not None:
         face_weights["gender"] = tf.constant(np.asarray(gender_weights, np.float32))
+    if age_weights is not None:
+        for name in ("age", "age_distribution"):
+            if name in targets:
+                face_weights[name] = tf.constant(np.asarray(age_weights, np.float32))
     if races is not None:
         races = np.asarray(races).reshape(-1)
         targets["race"] = tf.constant(np.maximum(races, 0).reshape(-1, 1), tf.int32)

@@ -214,6 +214,8 @@ def _fit(recipe: Recipe, config: dict, out: Path, verbose, extra_callbacks: list
     train_data = make_dataset(train_pixels, train_ages, train_genders, recipe.batch_size, recipe, training=True,
                               seed=recipe.random_seed, age_sigma=sigma, embeddings=train_teacher,
                               gender_weights=gender_weights(train_rows["age"].to_numpy(), recipe.gender_balance),
+                              age_weights=age_weights(train_rows["age"].to_numpy(), train_rows["gender"].to_numpy(),
+                                                      recipe.age_balance),
                               races=_race_targets(recipe, train_rows))
     val_data = None if recipe.refit else make_dataset(
         val_pixels, val_rows["age"].to_numpy(), val_rows["gender"].to_numpy(), recipe.batch_size, age_sigma=sigma,
@@ -271,10 +273,18 @@ def _race_targets(recipe: Recipe, rows: pd.DataFrame) -> np.ndarray | None:
 
 def gender_weights(ages: np.ndarray, balance: float) -> np.ndarray | None:
     """Each face's gender-loss weight, (faces in its age bracket)^-balance with a mean of 1; None for 0."""
+    return _balanced([data.age_bracket(age) for age in ages], balance)
+
+
+def age_weights(ages: np.ndarray, genders: np.ndarray, balance: float) -> np.ndarray | None:
+    """Each face's age-loss weight, (faces of its age bracket and gender)^-balance with a mean of 1; None for 0."""
+    return _balanced([f"{data.age_bracket(age)} {gender}" for age, gender in zip(ages, genders)], balance)
+
+
+def _balanced(cells: list[str], balance: float) -> np.ndarray | None:
     if not balance:
         return None
-    brackets = np.array([data.age_bracket(age) for age in ages])
-    _, index, counts = np.unique(brackets, return_inverse=True, return_counts=True)
+    _, index, counts = np.unique(np.array(cells), return_inverse=True, return_counts=True)
     weights = counts[index].astype(float) ** -balance
     return weights / weights.mean()
 
