@@ -1,5 +1,6 @@
 """A person's view: headless Chromium loads the page from a real server, uploads the example photo, and sees
 the face labelled. Skips where Chromium or Playwright is not installed (.ci/run installs both)."""
+import importlib.util
 import os
 import re
 import socket
@@ -61,9 +62,26 @@ def test_upload_on_the_page_shows_labelled_faces(server):
         page.set_input_files("#file", str(ROOT / "pyproject.toml"))
         page.wait_for_selector("#status.error", timeout=30_000)
         error = page.text_content("#status")
+        page.check("#small")  # the same photo, with small faces asked for: still its one face
+        page.set_input_files("#file", str(ROOT / "examples" / "astronaut.jpg"))
+        page.wait_for_function("document.querySelector('#status').textContent.startsWith('1 face')", timeout=30_000)
+        asked_small = page.evaluate("performance.getEntriesByType('resource').map(e => e.name)"
+                                    ".some(name => name.endsWith('/v1/predict?min_face=40'))")
+        heic = None
+        if importlib.util.find_spec("pi_heif"):  # an iPhone photo, which the server reads and Chromium cannot show
+            page.uncheck("#small")
+            page.set_input_files("#file", str(ROOT / "tests" / "data" / "astronaut.heic"))
+            page.wait_for_function("document.querySelector('#status').textContent.includes('HEIC') || "
+                                   "document.querySelector('#status').textContent.includes('cannot show')",
+                                   timeout=30_000)
+            heic = page.text_content("#status"), page.eval_on_selector_all("#results tbody tr", "rows => rows.length")
         browser.close()
     assert status.startswith("1 face found")
     assert re.fullmatch(r"\d+-\d+", cells[2]) and cells[3] == "female" and cells[4].endswith("%")
     assert canvas_size == [512, 512]
     assert "not an image" in error
+    assert asked_small
+    if heic:
+        status, rows = heic
+        assert status.startswith("1 face found") and "cannot show the photo" in status and rows == 1
     assert os.path.getsize(ARTIFACTS / "page-after-upload.png") > 10_000
