@@ -2,7 +2,7 @@
 
 The model loads once when the app is made. Predictions run in FastAPI's thread pool (the endpoint is a plain
 function), so the event loop keeps serving. Up to one photo per CPU core (at most 4) is searched for faces at
-a time (FaceFinder keeps a detector per thread); more would only queue for the cores while holding their decoded
+a time (FaceFinder gives each its own detector); more would only queue for the cores while holding their decoded
 photos in memory.
 """
 from __future__ import annotations
