@@ -156,8 +156,8 @@ class PhotoResult:
     """One photo of `Predictor.predict_many`: its faces, or the error that made it unreadable."""
     source: object                       # as given: a path, file object, image or array
     photo: object                        # the decoded PIL image (None when unreadable)
-    faces: list | None = None            # list[Face]
-    error: ImageError | None = None
+    faces: list | None                   # list[Face] (None when unreadable)
+    error: ImageError | None
 
 
 class Predictor:
@@ -197,21 +197,24 @@ class Predictor:
         if not aligned:
             self.finder  # loaded once, before the threads share it
 
-        def find(source) -> PhotoResult:
+        def find(source):  # in a worker thread
             try:
                 photo = open_rgb(source)
-                return PhotoResult(source, photo, self._find(photo, aligned, min_face))
+                return source, photo, self._find(photo, aligned, min_face), None
             except ImageError as error:
-                return PhotoResult(source, None, error=error)
+                return source, None, None, error
+
+        def finish(source, photo, found, error) -> PhotoResult:  # in the calling thread
+            return PhotoResult(source, photo, None if error else self._label(*found), error)
 
         pool, pending = ThreadPoolExecutor(workers), deque()
         try:
             for source in images:
                 pending.append(pool.submit(find, source))
                 if len(pending) > 2 * workers:  # a few photos ahead, never the whole folder in memory
-                    yield self._finish(pending.popleft().result())
+                    yield finish(*pending.popleft().result())
             while pending:
-                yield self._finish(pending.popleft().result())
+                yield finish(*pending.popleft().result())
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 
@@ -224,11 +227,6 @@ class Predictor:
         found = self.finder.find(rgb, min_face)
         return ([self.model.resize(f.chip) for f in found], [f.box for f in found], [f.landmarks for f in found],
                 [f.score for f in found])
-
-    def _finish(self, result: PhotoResult) -> PhotoResult:
-        if result.error is None:
-            result.faces = self._label(*result.faces)
-        return result
 
     def _label(self, crops, boxes, landmarks, scores) -> list[Face]:
         if not crops:
