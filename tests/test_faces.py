@@ -188,12 +188,13 @@ def test_smaller_faces_are_found_when_asked_for(finder, photo):
 def test_an_impossible_smallest_face_is_refused(tmp_path, capsys):
     from agegender.errors import ImageError
 
-    with pytest.raises(ValueError, match="at least 20 px"):
-        Predictor(min_face=10)
+    for impossible in (10, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="from 20 up"):
+            Predictor(min_face=impossible)
     with pytest.raises(ImageError, match="million pixels"):  # 192 million pixels to search: refused, not run
         FaceFinder(min_face=20).find(np.zeros((3000, 4000, 3), np.uint8))
     assert main(["predict", str(EXAMPLE), "--min-face", "5"]) == 2
-    assert "at least 20 px" in capsys.readouterr().err
+    assert "from 20 up" in capsys.readouterr().err
 
 
 def test_many_photos_at_once_come_back_in_order_as_one_at_a_time(trained_run, photo, tmp_path):

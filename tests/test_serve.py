@@ -63,7 +63,9 @@ def test_smaller_faces_can_be_asked_for_per_request(client):
     assert client.post("/v1/predict", files=upload).json()["faces"] == []  # faces from 80 px by default
     assert len(client.post("/v1/predict?min_face=40", files=upload).json()["faces"]) == 1
     reply = client.post("/v1/predict?min_face=5", files=upload)
-    assert reply.status_code == 422 and "at least 20 px" in reply.json()["error"]
+    assert reply.status_code == 422 and "from 20 up" in reply.json()["error"]
+    reply = client.post("/v1/predict?min_face=small", files=upload)
+    assert reply.status_code == 422 and reply.json()["error"] == "min_face must be a number of pixels, e.g. ?min_face=40"
 
 
 def test_a_photo_without_a_face(client):

@@ -99,9 +99,9 @@ class FaceFinder:
 
 
 def check_min_face(min_face: float | None) -> float | None:
-    if min_face is not None and not min_face >= MIN_FACE:
-        raise ValueError(f"the smallest face to look for must be at least {MIN_FACE} px (a smaller face has too "
-                         f"few pixels to read an age from), not {min_face:g}")
+    if min_face is not None and not MIN_FACE <= min_face < float("inf"):
+        raise ValueError(f"the smallest face to look for must be a number of pixels from {MIN_FACE} up (a smaller "
+                         f"face has too few pixels to read an age from), not {min_face:g}")
     return min_face
 
 

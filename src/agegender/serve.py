@@ -100,6 +100,8 @@ def create_app(model: str | Path | None = None, max_upload_bytes: int = DEFAULT_
 
     @app.exception_handler(RequestValidationError)
     async def missing_image(request: Request, exc: RequestValidationError):
+        if any("min_face" in problem.get("loc", ()) for problem in exc.errors()):
+            return error(422, "min_face must be a number of pixels, e.g. ?min_face=40")
         return error(422, "no image in the request: send the photo as the multipart form field 'image'")
 
     @app.get("/healthz")
