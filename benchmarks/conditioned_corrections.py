@@ -6,8 +6,9 @@
 Each correction is chosen on half of the validation groups and read on the other half (and the other way round),
 over `--splits` random halvings:
 - an age offset per predicted gender and predicted decade (the median error of that cell), against none;
-- the 80% interval's offsets per predicted-age bracket and predicted gender, against per bracket alone (what
-  `agegender calibrate` fits), with the share of true ages inside per age bracket within each gender;
+- the 80% interval's offsets per predicted-age bracket (`calibration.fit_age_intervals`, what `agegender calibrate`
+  fits) for each predicted gender apart, against for all faces together, with the share of true ages inside per
+  age bracket within each gender;
 - with `--members`, the members' age weight chosen per predicted decade, against the one `--age-weight`.
 """
 from __future__ import annotations
@@ -17,7 +18,7 @@ import json
 
 import numpy as np
 
-from agegender.calibration import EDGES
+from agegender.calibration import age_intervals, fit_age_intervals
 from agegender.data import protocol_split, read_dataset
 from agegender.evaluate import evaluate_frame, group_rows
 from agegender.predictor import AgeGenderModel
@@ -45,7 +46,7 @@ def main() -> None:
     predicted, true = frame["predicted_age"].to_numpy(), frame["age"].to_numpy(float)
     female = (frame["female_probability"] >= 0.5).to_numpy()
     groups, error = frame["group"].to_numpy(), true - predicted
-    decade, bracket = np.minimum(predicted // 10, 8), np.digitize(predicted, EDGES)
+    decade = np.minimum(predicted // 10, 8)
     cells = group_rows(frame)["age_bracket_gender"]
     result = {"model": args.model, "faces": len(frame), "splits": args.splits}
 
@@ -57,22 +58,22 @@ def main() -> None:
             source = fit & (female == key[0]) & (decade == key[1])
             ages[into] += np.median(error[source]) if source.sum() >= 30 else 0.0
         corrected.append(ages)
+
     def mae(ages_per_split, index=slice(None)):
         return round(float(np.mean([np.abs(true[index] - ages[index]).mean() for ages in ages_per_split])), 3)
 
     result["age_mae"] = {variant: {"overall": mae(ages), **{name: mae(ages, index) for name, index in cells.items()}}
                          for variant, ages in (("none", [predicted]), ("offset_per_gender_and_decade", corrected))}
 
-    coverage = {"per_bracket": [], "per_bracket_and_gender": []}  # the interval's offsets
+    coverage = {"per_bracket": [], "per_bracket_and_gender": []}  # offsets as `agegender calibrate` fits them
     for fit, read in halves(groups, args.splits, 1):
-        for variant, by_gender in (("per_bracket", False), ("per_bracket_and_gender", True)):
+        everyone = np.ones(len(frame), bool)
+        for variant, subsets in (("per_bracket", [everyone]), ("per_bracket_and_gender", [female, ~female])):
             inside = np.zeros(len(frame), bool)
-            for b in range(len(EDGES) + 1):
-                for g in ((False, True) if by_gender else (None,)):
-                    cell = (bracket == b) & (True if g is None else female == g)
-                    source = error[fit & cell] if (fit & cell).sum() >= 30 else error[fit & (bracket == b)]
-                    low, high = np.quantile(source, [0.1, 0.9])
-                    inside[read & cell] = (error[read & cell] >= low) & (error[read & cell] <= high)
+            for subset in subsets:
+                table = fit_age_intervals(predicted[fit & subset], true[fit & subset])
+                low, high = age_intervals(predicted[read & subset], table)
+                inside[read & subset] = (true[read & subset] >= low) & (true[read & subset] <= high)
             coverage[variant].append({"overall": inside[read].mean(),
                                       **{name: inside[np.intersect1d(index, np.flatnonzero(read))].mean()
                                          for name, index in cells.items()}})
