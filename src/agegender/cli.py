@@ -276,14 +276,15 @@ def _predict(args) -> int:
 
 def _print_photo(args, writer, file: str, faces: list, records: list, no_face: list) -> None:
     """One photo's faces in the chosen format, flushed at once (--json: kept for the end)."""
-    face_records = [{"file": file, **face.to_dict()} for face in faces]
+    face_dicts = [face.to_dict() for face in faces]
+    face_records = [{"file": file, **face} for face in face_dicts]
     if args.json:
         records.extend(face_records)
         if not faces:
             no_face.append(file)
         return
     if args.jsonl:
-        print(json.dumps({"file": file, "faces": [face.to_dict() for face in faces]}))
+        print(json.dumps({"file": file, "faces": face_dicts}))
     elif writer:
         for record in face_records:
             x0, y0, x1, y1 = record["box"]

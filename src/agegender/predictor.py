@@ -25,6 +25,12 @@ from .images import open_rgb
 DEFAULT_MODEL = Path(__file__).parent / "weights" / "default.onnx"
 
 
+def default_workers() -> int:
+    """Photos searched for faces at once: one per CPU core, at most 4 (more only queue for the cores while
+    holding their decoded photos in memory)."""
+    return min(4, os.cpu_count() or 1)
+
+
 def resolve_model_path(path: str | Path | None) -> Path:
     """A model file from a path to a file or to a run folder (its export or best checkpoint); None: the default."""
     if path is None:
@@ -193,7 +199,7 @@ class Predictor:
         """One PhotoResult per image, in order, as each is done. Decoding, detection and alignment run in
         `workers` threads (None: one per CPU core, at most 4), which dlib and Pillow let run in parallel; the
         model runs in the calling thread, which its own threads already spread over the cores."""
-        workers = workers or min(4, os.cpu_count() or 1)
+        workers = workers or default_workers()
         if not aligned:
             self.finder  # loaded once, before the threads share it
 

@@ -1,14 +1,12 @@
 """The web service: a REST API over Predictor, and a page to try it in a browser.
 
 The model loads once when the app is made. Predictions run in FastAPI's thread pool (the endpoint is a plain
-function), so the event loop keeps serving. Up to one photo per CPU core (at most 4) is searched for faces at
-a time (FaceFinder gives each its own detector); more would only queue for the cores while holding their decoded
-photos in memory.
+function), so the event loop keeps serving. As many photos are searched for faces at a time as
+`predict_many` would (`default_workers`; FaceFinder gives each its own detector).
 """
 from __future__ import annotations
 
 import io
-import os
 import threading
 import time
 from pathlib import Path
@@ -21,7 +19,7 @@ from . import __version__
 from .errors import ImageError, ImageTooLarge, NotAnImage
 from .faces import check_min_face
 from .images import open_rgb
-from .predictor import Predictor
+from .predictor import Predictor, default_workers
 
 DEFAULT_MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 PAGE = Path(__file__).parent / "web" / "index.html"
@@ -93,7 +91,7 @@ def create_app(model: str | Path | None = None, max_upload_bytes: int = DEFAULT_
                flip: bool | None = None) -> FastAPI:
     predictor = Predictor(model, flip=flip)
     predictor.finder  # load the detector now, not on the first request
-    slots = threading.Semaphore(min(4, os.cpu_count() or 1))
+    slots = threading.Semaphore(default_workers())
     app = FastAPI(title="agegender", version=__version__,
                   description="Age and gender of every face in a photo. Estimates from a model trained on "
                               "UTKFace (non-commercial research licence); see the model card.")
