@@ -300,6 +300,112 @@ def _print_photo(args, writer, file: str, faces: list, records: list, no_face: l
     sys.stdout.flush()
 
 
+VIDEO_CSV_FIELDS = ["file", "time", "person", *CSV_FIELDS[1:]]
+
+
+def _video(args) -> int:
+    import csv
+
+    from .predictor import Predictor
+    from .video import check_every, video_files
+
+    every = check_every(args.every)
+    if args.workers is not None and args.workers < 1:
+        raise ValueError(f"--workers {args.workers}: expected 1 or more")
+    files = []
+    for item in args.inputs:
+        files.extend(map(str, video_files(Path(item)))) if Path(item).is_dir() else files.append(item)
+    if not files:
+        raise DataError(f"no videos found in {', '.join(args.inputs)}")
+    predictor = Predictor(args.model, min_score=args.min_score, flip=args.flip, min_face=args.min_face)
+    if args.annotate:
+        Path(args.annotate).mkdir(parents=True, exist_ok=True)
+    writer = csv.DictWriter(sys.stdout, fieldnames=VIDEO_CSV_FIELDS, extrasaction="ignore") if args.csv else None
+    if writer:
+        writer.writeheader()
+    documents, unread, annotated_names = [], 0, set()
+    for file in files:
+        document, interrupted = _video_file(args, predictor, every, file, writer, annotated_names)
+        documents.append(document)
+        unread += not document.get("sampled")
+        if interrupted:
+            if args.json:
+                print(json.dumps({"videos": documents, "interrupted": True}, indent=2))
+            return 130
+    if args.json:
+        print(json.dumps({"videos": documents}, indent=2))
+    return 1 if unread == len(files) else 0
+
+
+def _video_file(args, predictor, every: float, file: str, writer, annotated_names: set) -> tuple[dict, bool]:
+    """One video's frames and people in the chosen format: (its JSON document, whether Ctrl-C stopped it)."""
+    from dataclasses import asdict
+
+    from tqdm import tqdm
+
+    from .annotate import annotate, label
+    from .video import AnnotatedVideo, format_time
+
+    try:
+        video = predictor.predict_video(file, every, workers=args.workers)
+    except ImageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        if args.jsonl:
+            print(json.dumps({"file": file, "error": str(error)}), flush=True)
+        return {"file": file, "error": str(error)}, False
+    info, document, interrupted = video.info, {"file": file, "video": asdict(video.info), "frames": []}, False
+    rate = 1 / every if every else (info.frame_rate or 25.0)
+    out = None
+    if args.annotate:
+        name = _unique_name(Path(file).stem, annotated_names)
+        out = AnnotatedVideo(Path(args.annotate) / f"{name}.annotated.mp4", rate)
+    total = round(info.duration * rate) + 1 if info.duration else None
+    progress = tqdm(video, total=total, desc=Path(file).name, unit="frame", disable=None, file=sys.stderr)
+    try:
+        for frame in progress:
+            record = frame.to_dict()
+            if args.json:
+                document["frames"].append(record)
+            elif args.jsonl:
+                print(json.dumps({"file": file, **record}), flush=True)
+            elif writer:
+                for face in record["faces"]:
+                    x0, y0, x1, y1 = face["box"]
+                    writer.writerow({"file": file, "time": record["time"], **face, "x0": x0, "y0": y0,
+                                     "x1": x1, "y1": y1, "landmarks": json.dumps(face["landmarks"])})
+                sys.stdout.flush()
+            if out:
+                out.add(annotate(frame.photo, frame.faces, [f"{person}: {label(face)}"
+                                                            for person, face in zip(frame.people, frame.faces)]))
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        progress.close()
+        if out:
+            out.close()
+    people = [person.to_dict() for person in video.people]
+    document.update(sampled=video.sampled, people=people)
+    if video.error:  # a warning when frames before it were read
+        print(f"{'warning' if video.sampled else 'error'}: {video.error}", file=sys.stderr)
+        document["error"] = str(video.error)
+    if interrupted:
+        print(f"agegender: interrupted at {format_time(video.time)} of {file} ({video.sampled} frames read)",
+              file=sys.stderr)
+    if args.jsonl:
+        print(json.dumps({"file": file, "people": people, **({"error": str(video.error)} if video.error else {})}),
+              flush=True)
+    elif not args.json and not writer:
+        for person in people:
+            interval = f" ({person['age_low']:.0f}-{person['age_high']:.0f})" if person["age_low"] is not None else ""
+            print(f"{file} person {person['person']}: age {person['age']:.0f}{interval}, {person['gender']} "
+                  f"({person['gender_probability']:.0%}), seen {format_time(person['first_seen'])}-"
+                  f"{format_time(person['last_seen'])} in {person['frames']} of {video.sampled} frames")
+        if not people:
+            print(f"{file}: no face found in {video.sampled} frames")
+    sys.stdout.flush()
+    return document, interrupted
+
+
 def _standard_input():
     """The photo piped in (`cat photo.jpg | agegender predict -`), named - in the output."""
     import io
@@ -396,6 +502,26 @@ def parser() -> argparse.ArgumentParser:
                         "faces, or its error")
     output.add_argument("--csv", action="store_true", help="one row per face, written as each photo is done")
     predict.set_defaults(run=_predict)
+
+    video = commands.add_parser("video", help="age and gender of every person in videos (the video extra)")
+    video.add_argument("inputs", nargs="+", help="videos (MP4, MOV, MKV, WebM, AVI, ...) or folders of them")
+    video.add_argument("--every", type=float, default=0.5, metavar="SECONDS", help="time between the frames read "
+                       "(default 0.5; 0 reads every frame)")
+    video.add_argument("--model", help="a .onnx or .keras model, or a run folder (default: the shipped model)")
+    add_flip_arguments(video)
+    video.add_argument("--annotate", metavar="OUT_DIR", help="save an .mp4 of the frames read, with boxes, person "
+                       "numbers and labels, here")
+    video.add_argument("--min-score", type=float, help="detector confidence to keep a face (default 0.2)")
+    video.add_argument("--workers", type=int, metavar="N", help="frames searched for faces at once (default: one "
+                       "per CPU core, at most 4)")
+    video.add_argument("--min-face", type=float, metavar="PX", help="the smallest face to look for, in the frame's "
+                       "pixels (default 80; smaller is slower)")
+    output = video.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="one JSON document: each video's frames and people")
+    output.add_argument("--jsonl", action="store_true", help="one JSON line per frame read, as it is read, and one "
+                        "with the people at the end of each video")
+    output.add_argument("--csv", action="store_true", help="one row per face per frame read, with its person number")
+    video.set_defaults(run=_video)
 
     export = commands.add_parser("export", help="convert a trained model to ONNX (prediction without TensorFlow)")
     export.add_argument("model", help="a .keras model or a run folder")

@@ -32,6 +32,10 @@ class TruncatedImage(ImageError):
     """An image whose file is cut short or corrupt."""
 
 
+class SearchTooLarge(ImageError):
+    """Faces asked for so small, in an image so large, that the search would exceed its pixel limit."""
+
+
 def output_file(path: str | Path, example: str) -> Path:
     """`path` as a file to write, refused when a folder is there: before any work, so that nothing is left half
     written (`example` names such a file inside the folder, for the message)."""

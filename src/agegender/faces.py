@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import ImageError
+from .errors import SearchTooLarge
 
 CHIP_SIZE = 200       # UTKFace chip side in pixels
 CHIP_PADDING = 0.2    # dlib get_face_chip padding that reproduces UTKFace's chips
@@ -73,7 +73,7 @@ class FaceFinder:
         min_face = check_min_face(min_face) or self.min_face or default_min_face(max(height, width))
         scale = HOG_SMALLEST_FACE / min_face  # the searched image's size against the photo's
         if height * width * scale ** 2 > MAX_SEARCH_PIXELS:
-            raise ImageError(f"looking for faces down to {min_face:g} px in a {width} x {height} photo means "
+            raise SearchTooLarge(f"looking for faces down to {min_face:g} px in a {width} x {height} photo means "
                              f"searching {height * width * scale ** 2 / 1e6:.0f} million pixels (at most "
                              f"{MAX_SEARCH_PIXELS / 1e6:.0f}); ask for larger faces")
         upsample = 1 if scale > 1 else 0  # enlarging: dlib's own 2x pyramid step, which its detector was made for

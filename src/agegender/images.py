@@ -20,6 +20,7 @@ try:  # HEIC/HEIF (iPhones' photos) with the `heic` extra: pi-heif, which only d
 except ImportError:
     HEIF_READABLE = False
 
+VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".3gp", ".wmv", ".flv", ".ts")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".heic", ".heif")
 HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1")  # ISO BMFF 'ftyp' brands
 
@@ -59,6 +60,8 @@ def open_rgb(source) -> Image.Image:
         if not HEIF_READABLE and _is_heif(source):
             raise NotAnImage(f"{name}: a HEIC/HEIF photo, which needs the heic extra: pip install "
                              "'agegender[heic]'") from None
+        if str(name).lower().endswith(VIDEO_SUFFIXES):
+            raise NotAnImage(f"{name}: a video, not a photo; read it with: agegender video {name}") from None
         raise NotAnImage(f"{name}: not an image (or an unsupported format)") from None
     except Image.DecompressionBombError:
         raise ImageTooLarge(f"{name}: image dimensions are too large (over {Image.MAX_IMAGE_PIXELS:,} pixels)") from None

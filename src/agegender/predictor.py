@@ -224,6 +224,14 @@ class Predictor:
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 
+    def predict_video(self, video, every: float = 0.5, min_face: float | None = None, workers: int | None = None):
+        """A `video.VideoResult` for a video file (path or file object; needs the `video` extra): iterate it for the
+        frames sampled `every` seconds (0: every frame), each face numbered by person; then `.people` holds one
+        age and gender per person from all their frames. Frames are searched for faces in `workers` threads."""
+        from .video import VideoResult
+
+        return VideoResult(self, video, every, min_face, workers)
+
     def _find(self, photo, aligned: bool, min_face: float | None):
         """The crops to read, with their boxes, landmarks and detection scores."""
         rgb = np.asarray(photo)

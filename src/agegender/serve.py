@@ -1,4 +1,5 @@
-"""The web service: a REST API over Predictor, and a page to try it in a browser.
+"""The web service: a REST API over Predictor (photos, and videos with the video extra), and a page to try it in a
+browser.
 
 The model loads once when the app is made. Predictions run in FastAPI's thread pool (the endpoint is a plain
 function), so the event loop keeps serving. As many photos are searched for faces at a time as
@@ -16,7 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 
 from . import __version__
-from .errors import ImageError, ImageTooLarge, NotAnImage
+from .errors import ImageError, ImageTooLarge, NotAnImage, SearchTooLarge
 from .faces import check_min_face
 from .images import open_rgb
 from .predictor import Predictor, default_workers
@@ -97,9 +98,14 @@ def create_app(model: str | Path | None = None, max_upload_bytes: int = DEFAULT_
                               "UTKFace (non-commercial research licence); see the model card.")
 
     @app.exception_handler(RequestValidationError)
-    async def missing_image(request: Request, exc: RequestValidationError):
-        if any("min_face" in problem.get("loc", ()) for problem in exc.errors()):
+    async def invalid_request(request: Request, exc: RequestValidationError):
+        fields = {field for problem in exc.errors() for field in problem.get("loc", ())}
+        if "min_face" in fields:
             return error(422, "min_face must be a number of pixels, e.g. ?min_face=40")
+        if "every" in fields:
+            return error(422, "every must be seconds between frames, 0 or more, e.g. ?every=0.5")
+        if request.url.path == "/v1/video":
+            return error(422, "no video in the request: send it as the multipart form field 'video'")
         return error(422, "no image in the request: send the photo as the multipart form field 'image'")
 
     @app.get("/healthz")
@@ -138,10 +144,47 @@ def create_app(model: str | Path | None = None, max_upload_bytes: int = DEFAULT_
         try:
             with slots:
                 faces = predictor.predict(photo, min_face=min_face)
-        except ImageError as problem:  # a min_face too small for this photo's size
+        except SearchTooLarge as problem:
             return error(422, str(problem))
         return {"image": {"width": photo.width, "height": photo.height},
                 "faces": [face.to_dict() for face in faces],
+                "milliseconds": round(1000 * (time.perf_counter() - start), 1)}
+
+    @app.post("/v1/video", responses={400: {}, 413: {}, 415: {}, 422: {}, 501: {}})
+    def video(video: UploadFile = File(..., description="a video: MP4, MOV, MKV, WebM, AVI, ... (the video extra)"),
+              every: float = Query(0.5, ge=0, description="seconds between the frames read (0: every frame)"),
+              min_face: float | None = Query(None, description="the smallest face to look for, in the frame's "
+                                             "pixels (default 80; at least 20)")) -> dict:
+        """Frames read every `every` seconds with their faces, each numbered by person, and one age and gender per
+        person; `warning` says when the file was cut short (the frames before the cut are kept)."""
+        from .video import VideoExtraMissing
+
+        try:
+            check_min_face(min_face)
+        except ValueError as problem:
+            return error(422, str(problem))
+        data = video.file.read(max_upload_bytes + 1)
+        if len(data) > max_upload_bytes:
+            return error(413, f"upload too large: the limit is {max_upload_bytes // (1024 * 1024)} MB")
+        if not data:
+            return error(400, "the uploaded file is empty")
+        stream = io.BytesIO(data)
+        stream.name = video.filename or "upload"
+        start = time.perf_counter()
+        try:
+            with slots:  # one of the service's slots, with one thread: a long video does not hold up the photos
+                reading = predictor.predict_video(stream, every, min_face, workers=1)
+                frames = [frame.to_dict() for frame in reading]
+        except VideoExtraMissing as problem:
+            return error(501, f"this server cannot read videos: {problem}")
+        except SearchTooLarge as problem:
+            return error(422, str(problem))
+        except ImageError as problem:
+            return error(415, str(problem))
+        return {"video": {"width": reading.info.width, "height": reading.info.height,
+                          "duration": reading.info.duration, "frame_rate": reading.info.frame_rate},
+                "frames": frames, "people": [person.to_dict() for person in reading.people],
+                **({"warning": str(reading.error)} if reading.error else {}),
                 "milliseconds": round(1000 * (time.perf_counter() - start), 1)}
 
     @app.get("/", include_in_schema=False)
