@@ -16,15 +16,15 @@ av = pytest.importorskip("av")
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "astronaut.jpg"
 
 
-def write_video(path, frames, rate=10, rotation=0):
+def write_video(path, frames, rate=10, rotation=0, codec="libx264", pixels="yuv420p"):
     """An H.264 file with a key frame every 5 frames and its index first, so that a cut copy still decodes."""
     container = av.open(str(path), "w", options={"movflags": "+faststart"} if str(path).endswith(".mp4") else {})
-    stream = container.add_stream("libx264", rate=rate)
-    stream.width, stream.height, stream.pix_fmt, stream.gop_size = frames[0].width, frames[0].height, "yuv420p", 5
+    stream = container.add_stream(codec, rate=rate, options={"x265-params": "log-level=error"})
+    stream.width, stream.height, stream.pix_fmt, stream.gop_size = frames[0].width, frames[0].height, pixels, 5
     if rotation:
         stream.set_display_rotation(rotation)
     for frame in frames:
-        for packet in stream.encode(av.VideoFrame.from_image(frame)):
+        for packet in stream.encode(av.VideoFrame.from_image(frame).reformat(format=pixels)):
             container.mux(packet)
     for packet in stream.encode():
         container.mux(packet)
@@ -77,10 +77,11 @@ def test_two_people_get_their_own_numbers(tmp_path, predictor):
 
 
 def test_portrait_phone_video_is_turned_upright(tmp_path, predictor):
-    # Phones store portrait video sideways, with a rotation for the player to apply.
+    # Phones store portrait video sideways, with a rotation for the player to apply; iPhones in 10-bit HEVC.
     upright = panning(10, width=300, height=400)
     stored = [frame.rotate(90, expand=True) for frame in upright]
-    video = predictor.predict_video(write_video(tmp_path / "phone.mp4", stored, rotation=-90), every=0.5)
+    phone_video = write_video(tmp_path / "phone.mov", stored, rotation=-90, codec="libx265", pixels="yuv420p10le")
+    video = predictor.predict_video(phone_video, every=0.5)
     assert (video.info.width, video.info.height) == (300, 400)
     frames = list(video)
     assert frames[0].photo.size == (300, 400) and len(frames[0].faces) == 1
@@ -118,6 +119,16 @@ def test_unreadable_videos_get_one_line_errors(tmp_path, predictor, monkeypatch)
     (tmp_path / "text.mp4").write_text("not a video")
     with pytest.raises(VideoError, match=r"text.mp4: not a readable video \(Invalid data"):
         predictor.predict_video(tmp_path / "text.mp4")
+    audio = av.open(str(tmp_path / "audio.m4a"), "w")  # a second of silence, and no picture
+    stream = audio.add_stream("aac", rate=44100)
+    for index in range(44):
+        silence = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+        silence.sample_rate, silence.pts = 44100, index * 1024
+        for packet in stream.encode(silence):
+            audio.mux(packet)
+    audio.close()
+    with pytest.raises(VideoError, match="audio.m4a: holds no video stream"):
+        predictor.predict_video(tmp_path / "audio.m4a")
     with pytest.raises(VideoError, match="missing.mp4: no such file"):
         predictor.predict_video(tmp_path / "missing.mp4")
     with pytest.raises(ValueError, match="--every -1"):
