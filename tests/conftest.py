@@ -13,6 +13,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 UTKFACE = SHARED / "datasets" / "utkface"
 XCEPTION_WEIGHTS = SHARED / "weights" / "xception_imagenet_notop.weights.h5"
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "astronaut.jpg"
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -79,3 +80,28 @@ def tiny_onnx(trained_run, tmp_path_factory) -> Path:
     from agegender.export import export_onnx
 
     return export_onnx(trained_run, tmp_path_factory.mktemp("onnx") / "tiny.onnx")
+
+
+def write_video(path, frames, rate=10, rotation=0, codec="libx264", pixels="yuv420p"):
+    """A video file (H.264 by default; the `video` extra) with a key frame every 5 frames and its index first, so that
+    a cut copy still decodes."""
+    import av
+
+    container = av.open(str(path), "w", options={"movflags": "+faststart"} if str(path).endswith(".mp4") else {})
+    stream = container.add_stream(codec, rate=rate, options={"x265-params": "log-level=error"})
+    stream.width, stream.height, stream.pix_fmt, stream.gop_size = frames[0].width, frames[0].height, pixels, 5
+    if rotation:
+        stream.set_display_rotation(rotation)
+    for frame in frames:
+        for packet in stream.encode(av.VideoFrame.from_image(frame).reformat(format=pixels)):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
+    container.close()
+    return path
+
+
+def panning(count=30, width=400, height=400):
+    """The example photo seen by a camera that pans slowly across it: one person, moving in the frame."""
+    photo = Image.open(EXAMPLE).convert("RGB")
+    return [photo.crop((2 * i, 2 * i, 2 * i + width, 2 * i + height)) for i in range(count)]

@@ -75,7 +75,21 @@ def test_upload_on_the_page_shows_labelled_faces(server):
                                    "document.querySelector('#status').textContent.includes('cannot show')",
                                    timeout=30_000)
             heic = page.text_content("#status"), page.eval_on_selector_all("#results tbody tr", "rows => rows.length")
+        video_reply = None
+        if importlib.util.find_spec("av"):  # a video: the people in it, in their own table
+            from conftest import panning, write_video
+
+            clip = write_video(ARTIFACTS / "clip.mp4", panning())
+            page.uncheck("#small")
+            page.set_input_files("#file", str(clip))
+            page.wait_for_selector("#people tbody tr", timeout=60_000)
+            video_reply = page.text_content("#status"), page.eval_on_selector_all(
+                "#people tbody tr td", "cells => cells.map(c => c.textContent)")
         browser.close()
+    if video_reply:
+        status_line, person = video_reply
+        assert status_line.startswith("1 person found in 6 frames")
+        assert person[0] == "1" and person[3] == "female" and person[5:] == ["0.0-2.5", "6"]
     assert status.startswith("1 face found")
     assert re.fullmatch(r"\d+-\d+", cells[2]) and cells[3] == "female" and cells[4].endswith("%")
     assert canvas_size == [512, 512]

@@ -2,7 +2,6 @@
 import json
 import re
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,32 +9,9 @@ from PIL import Image
 
 from agegender.cli import main
 from agegender.video import PersonTracker, VideoError
+from conftest import EXAMPLE, panning, write_video
 
 av = pytest.importorskip("av")
-
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "astronaut.jpg"
-
-
-def write_video(path, frames, rate=10, rotation=0, codec="libx264", pixels="yuv420p"):
-    """An H.264 file with a key frame every 5 frames and its index first, so that a cut copy still decodes."""
-    container = av.open(str(path), "w", options={"movflags": "+faststart"} if str(path).endswith(".mp4") else {})
-    stream = container.add_stream(codec, rate=rate, options={"x265-params": "log-level=error"})
-    stream.width, stream.height, stream.pix_fmt, stream.gop_size = frames[0].width, frames[0].height, pixels, 5
-    if rotation:
-        stream.set_display_rotation(rotation)
-    for frame in frames:
-        for packet in stream.encode(av.VideoFrame.from_image(frame).reformat(format=pixels)):
-            container.mux(packet)
-    for packet in stream.encode():
-        container.mux(packet)
-    container.close()
-    return path
-
-
-def panning(count=30, width=400, height=400):
-    """The example photo seen by a camera that pans slowly across it: one person, moving in the frame."""
-    photo = Image.open(EXAMPLE).convert("RGB")
-    return [photo.crop((2 * i, 2 * i, 2 * i + width, 2 * i + height)) for i in range(count)]
 
 
 @pytest.fixture(scope="module")
