@@ -5,6 +5,7 @@ import pytest
 from PIL import Image
 
 from agegender.cli import main
+from conftest import EXAMPLE
 
 
 def test_predict_aligned_lists_crops_and_reports_unreadable_files(trained_run, utk_folder, tmp_path, capsys):
@@ -334,3 +335,14 @@ def test_predict_reads_a_photo_piped_to_standard_input(trained_run, utk_folder, 
     assert piped["file"] == "-" and named["file"] == str(crop)
     assert piped["faces"] == named["faces"] and len(piped["faces"]) == 1
     assert main(["predict", "-", "-", "--model", str(trained_run)]) == 2
+
+
+def test_ctrl_c_anywhere_ends_with_one_line_and_exit_130(monkeypatch, capsys):
+    from agegender import predictor
+
+    def interrupted(*args, **kwargs):  # Ctrl-C while the model loads, before any photo
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(predictor.Predictor, "__init__", interrupted)
+    assert main(["predict", str(EXAMPLE)]) == 130
+    assert capsys.readouterr().err == "agegender: interrupted\n"

@@ -193,3 +193,28 @@ def test_the_service_reads_uploaded_videos(clip):
             ("?min_face=20", {"video": ("a.mp4", data, "video/mp4")}, 200, "")]:
         reply = client.post(f"/v1/video{query}", files=files)
         assert reply.status_code == status and message in reply.text, (query, reply.text)
+
+
+def test_videos_are_read_from_urls_and_a_silent_server_is_given_up(clip, predictor, monkeypatch):
+    import functools
+    import http.server
+    import socket
+    import threading
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(clip.parent))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    silent = socket.socket()  # accepts connections and never answers
+    silent.bind(("127.0.0.1", 0))
+    silent.listen()
+    monkeypatch.setattr("agegender.video.URL_TIMEOUT", 1)
+    try:
+        video = predictor.predict_video(f"http://127.0.0.1:{server.server_port}/clip.mp4", every=1)
+        assert len(list(video)) == 3 and video.people[0].frames == 3
+        with pytest.raises(VideoError, match="404"):
+            predictor.predict_video(f"http://127.0.0.1:{server.server_port}/missing.mp4")
+        with pytest.raises(VideoError, match="no answer within 1 s"):
+            predictor.predict_video(f"http://127.0.0.1:{silent.getsockname()[1]}/clip.mp4")
+    finally:
+        server.shutdown()
+        silent.close()

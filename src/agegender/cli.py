@@ -589,6 +589,9 @@ def main(argv: list[str] | None = None) -> int:
     except USER_ERRORS as error:
         print(f"agegender: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C outside the loops that keep their partial results: no traceback
+        print("agegender: interrupted", file=sys.stderr)
+        return 130
     except BrokenPipeError:  # the reader (e.g. `| head`) left early: not an error of ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0

@@ -2,6 +2,7 @@
 per person from all the frames they were seen in.
 
 Decoding uses PyAV (the `video` extra: FFmpeg's decoders in a wheel, so H.264 and HEVC phone videos read offline).
+A source may also be a URL FFmpeg reads (http, rtsp): a live stream is read until it ends or is interrupted.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from PIL import Image
 
 from .errors import ImageError
 from .images import VIDEO_SUFFIXES
+URL_TIMEOUT = 30  # seconds
 DEFAULT_EVERY = 0.5  # seconds between sampled frames: a face in view for a second is read twice
 
 
@@ -57,8 +59,10 @@ def _open(source):
     name = getattr(source, "name", source)
     if hasattr(source, "seek"):
         source.seek(0)  # a file object is opened twice: for the header, then for the frames
+    is_url = "://" in str(name)  # http(s), rtsp, ...: a server that stops answering is given up after URL_TIMEOUT
     try:
-        container = av.open(source if hasattr(source, "read") else str(source))
+        container = av.open(source if hasattr(source, "read") else str(source),
+                            timeout=URL_TIMEOUT if is_url else None)
     except FileNotFoundError:
         raise VideoError(f"{name}: no such file") from None
     except IsADirectoryError:
@@ -128,6 +132,10 @@ class FrameReader:
 
 def _reason(error: Exception) -> str:
     """FFmpeg's own words ("Invalid data found when processing input"), without its error number and file name."""
+    import av
+
+    if isinstance(error, av.error.ExitError):  # reading was stopped by the URL timeout
+        return f"no answer within {URL_TIMEOUT} s"
     return (getattr(error, "strerror", None) or str(error)).splitlines()[0]
 
 
