@@ -218,3 +218,12 @@ def test_videos_are_read_from_urls_and_a_silent_server_is_given_up(clip, predict
     finally:
         server.shutdown()
         silent.close()
+
+
+def test_predict_on_a_folder_says_which_videos_it_leaves_to_the_video_command(clip, tmp_path, capsys):
+    (tmp_path / "clip.mp4").write_bytes(clip.read_bytes())
+    (tmp_path / "photo.jpg").write_bytes(EXAMPLE.read_bytes())
+    assert main(["predict", str(tmp_path)]) == 0
+    captured = capsys.readouterr()
+    assert "photo.jpg face 0" in captured.out
+    assert f"1 video in {tmp_path} not read; read them with: agegender video {tmp_path}" in captured.err

@@ -203,11 +203,16 @@ def _serve(args) -> int:
 
 
 def _expand(inputs: list[str]) -> list[str]:
+    from .video import video_files
+
     files = []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
             files.extend(str(p) for p in image_files(path))
+            if videos := len(video_files(path)):  # said, not silently passed over
+                print(f"agegender: {videos} video{'s' if videos > 1 else ''} in {item} not read; read them with: "
+                      f"agegender video {item}", file=sys.stderr)
         else:
             files.append(item)
     return files
