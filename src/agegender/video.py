@@ -7,6 +7,7 @@ A source may also be a URL FFmpeg reads (http, rtsp): a live stream is read unti
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ from PIL import Image
 
 from .errors import ImageError
 from .images import VIDEO_SUFFIXES
+
 URL_TIMEOUT = 30  # seconds
 DEFAULT_EVERY = 0.5  # seconds between sampled frames: a face in view for a second is read twice
 
@@ -276,9 +278,7 @@ class VideoResult:
         return self._tracker.people()
 
     def __iter__(self) -> Iterator[VideoFrame]:
-        from collections import deque
-
-        times = deque()
+        times = deque()  # of the frames handed to predict_many, which answers in order
 
         def images():
             for time, image in self._reader:
@@ -291,9 +291,8 @@ class VideoResult:
                 if result.error:  # a decoded frame can only be refused for a search too large (--min-face)
                     raise result.error
                 time = times.popleft()
-                faces = result.faces or []
                 self.sampled, self.time = self.sampled + 1, time
-                yield VideoFrame(time, result.photo, faces, self._tracker.assign(time, faces))
+                yield VideoFrame(time, result.photo, result.faces, self._tracker.assign(time, result.faces))
         finally:
             results.close()
 
