@@ -105,3 +105,20 @@ def panning(count=30, width=400, height=400):
     """The example photo seen by a camera that pans slowly across it: one person, moving in the frame."""
     photo = Image.open(EXAMPLE).convert("RGB")
     return [photo.crop((2 * i, 2 * i, 2 * i + width, 2 * i + height)) for i in range(count)]
+
+
+def interrupt_search(monkeypatch, at: int) -> list:
+    """Ctrl-C while the `at`-th photo or video frame is searched for faces (the earlier ones are searched as usual);
+    returns the list of images searched, to be cleared between runs."""
+    from agegender.predictor import Predictor
+
+    real_find, seen = Predictor._find, []
+
+    def find_then_interrupt(self, photo, aligned, min_face):
+        seen.append(photo)
+        if len(seen) == at:
+            raise KeyboardInterrupt
+        return real_find(self, photo, aligned, min_face)
+
+    monkeypatch.setattr(Predictor, "_find", find_then_interrupt)
+    return seen

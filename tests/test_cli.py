@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from agegender.cli import main
-from conftest import EXAMPLE
+from conftest import EXAMPLE, interrupt_search
 
 
 def test_predict_aligned_lists_crops_and_reports_unreadable_files(trained_run, utk_folder, tmp_path, capsys):
@@ -39,18 +39,8 @@ def test_predict_fails_only_when_nothing_could_be_processed(trained_run, tmp_pat
 
 def test_predict_writes_each_photo_as_it_is_done_and_keeps_them_when_interrupted(trained_run, utk_folder,
                                                                                   monkeypatch, capsys):
-    from agegender.predictor import Predictor
-
     crops = sorted(map(str, utk_folder.iterdir()))[:4]
-    real_find, seen = Predictor._find, []
-
-    def find_then_interrupt(self, photo, aligned, min_face):  # Ctrl-C while the third photo is read
-        seen.append(photo)
-        if len(seen) == 3:
-            raise KeyboardInterrupt
-        return real_find(self, photo, aligned, min_face)
-
-    monkeypatch.setattr(Predictor, "_find", find_then_interrupt)
+    seen = interrupt_search(monkeypatch, at=3)  # Ctrl-C while the third photo is read
     for output in ("--csv", "--jsonl", "--json", None):
         seen.clear()
         code = main(["predict", *crops, "--model", str(trained_run), "--aligned", "--workers", "1",

@@ -9,7 +9,7 @@ from PIL import Image
 
 from agegender.cli import main
 from agegender.video import PersonTracker, VideoError
-from conftest import EXAMPLE, panning, write_video
+from conftest import EXAMPLE, interrupt_search, panning, write_video
 
 av = pytest.importorskip("av")
 
@@ -150,19 +150,8 @@ def test_video_command_annotates_and_fails_only_when_nothing_is_read(clip, tmp_p
     assert f"a video, not a photo; read it with: agegender video {clip}" in capsys.readouterr().err
 
 
-
 def test_video_command_keeps_what_it_read_when_interrupted(clip, monkeypatch, capsys):
-    from agegender.predictor import Predictor
-
-    real_find, seen = Predictor._find, []
-
-    def find_then_interrupt(self, photo, aligned, min_face):  # Ctrl-C while the third frame is searched
-        seen.append(photo)
-        if len(seen) == 3:
-            raise KeyboardInterrupt
-        return real_find(self, photo, aligned, min_face)
-
-    monkeypatch.setattr(Predictor, "_find", find_then_interrupt)
+    interrupt_search(monkeypatch, at=3)  # Ctrl-C while the third frame is searched
     assert main(["video", str(clip), "--workers", "1"]) == 130
     captured = capsys.readouterr()
     assert "interrupted at 0:00.5 of" in captured.err and "in 2 of 2 frames" in captured.out

@@ -462,6 +462,18 @@ def parser() -> argparse.ArgumentParser:
                           help="average each face with its mirror image (default: as the model's metadata says)")
         flip.add_argument("--no-flip", dest="flip", action="store_false", help="one pass per face: faster")
 
+    def add_search_arguments(command, unit: str) -> None:
+        """How a photo or video frame (`unit`) is searched for faces, and the model that reads them."""
+        command.add_argument("--model", help="a .onnx or .keras model, or a run folder (default: the shipped model)")
+        add_flip_arguments(command)
+        command.add_argument("--min-score", type=float, help="detector confidence to keep a face (default 0.2; "
+                             "lower finds more faces and more false ones)")
+        command.add_argument("--workers", type=int, metavar="N", help=f"{unit}s read and searched for faces at once "
+                             "(default: one per CPU core, at most 4)")
+        command.add_argument("--min-face", type=float, metavar="PX", help=f"the smallest face to look for, in the "
+                             f"{unit}'s pixels (default 80, or the longer side / 25.6 for {unit}s over 2048 px, 40 "
+                             f"for {unit}s under 400 px; smaller is slower)")
+
     def add_rows_arguments(command, default_split: str) -> None:
         command.add_argument("--data", help="labelled data (as for train)")
         command.add_argument("--protocol", choices=PROTOCOLS, help="with --data: only one split of this protocol")
@@ -490,17 +502,9 @@ def parser() -> argparse.ArgumentParser:
     predict = commands.add_parser("predict", help="age and gender of every face in photos")
     predict.add_argument("inputs", nargs="+", help="photos (JPEG, PNG, WebP, ...) or folders of them; - reads a "
                          "photo from standard input")
-    predict.add_argument("--model", help="a .onnx or .keras model, or a run folder (default: the shipped model)")
     predict.add_argument("--aligned", action="store_true", help="inputs are ready face crops like UTKFace's")
-    add_flip_arguments(predict)
     predict.add_argument("--annotate", metavar="OUT_DIR", help="save copies with boxes and labels here")
-    predict.add_argument("--min-score", type=float, help="detector confidence to keep a face (default 0.2; "
-                         "lower finds more faces and more false ones)")
-    predict.add_argument("--workers", type=int, metavar="N", help="photos read and searched for faces at once "
-                         "(default: one per CPU core, at most 4)")
-    predict.add_argument("--min-face", type=float, metavar="PX", help="the smallest face to look for, in the "
-                         "photo's pixels (default 80, or the longer side / 25.6 for photos over 2048 px, 40 for "
-                         "photos under 400 px; smaller is slower)")
+    add_search_arguments(predict, "photo")
     output = predict.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="one JSON document, printed when every photo is done")
     output.add_argument("--jsonl", action="store_true", help="one JSON line per photo as it is done: its file and "
@@ -512,15 +516,9 @@ def parser() -> argparse.ArgumentParser:
     video.add_argument("inputs", nargs="+", help="videos (MP4, MOV, MKV, WebM, AVI, ...) or folders of them")
     video.add_argument("--every", type=float, default=0.5, metavar="SECONDS", help="time between the frames read "
                        "(default 0.5; 0 reads every frame)")
-    video.add_argument("--model", help="a .onnx or .keras model, or a run folder (default: the shipped model)")
-    add_flip_arguments(video)
     video.add_argument("--annotate", metavar="OUT_DIR", help="save an .mp4 of the frames read, with boxes, person "
                        "numbers and labels, here")
-    video.add_argument("--min-score", type=float, help="detector confidence to keep a face (default 0.2)")
-    video.add_argument("--workers", type=int, metavar="N", help="frames searched for faces at once (default: one "
-                       "per CPU core, at most 4)")
-    video.add_argument("--min-face", type=float, metavar="PX", help="the smallest face to look for, in the frame's "
-                       "pixels (default 80; smaller is slower)")
+    add_search_arguments(video, "frame")
     output = video.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="one JSON document: each video's frames and people")
     output.add_argument("--jsonl", action="store_true", help="one JSON line per frame read, as it is read, and one "

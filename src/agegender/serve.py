@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import threading
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 from fastapi import FastAPI, File, Query, Request, UploadFile
@@ -114,6 +115,21 @@ def create_app(model: str | Path | None = None, max_upload_bytes: int = DEFAULT_
         return {"status": "ok", "version": __version__, "model": predictor.model.metadata.get("name"),
                 "model_file": predictor.model.path.name, "test_time_flip": predictor.model.flip}
 
+    def read_upload(upload: UploadFile, min_face: float | None) -> io.BytesIO | JSONResponse:
+        """The uploaded file as a stream with its name, or the reply to a bad min_face or an empty or oversized file."""
+        try:
+            check_min_face(min_face)
+        except ValueError as problem:
+            return error(422, str(problem))
+        data = upload.file.read(max_upload_bytes + 1)
+        if len(data) > max_upload_bytes:
+            return error(413, f"upload too large: the limit is {max_upload_bytes // (1024 * 1024)} MB")
+        if not data:
+            return error(400, "the uploaded file is empty")
+        stream = io.BytesIO(data)
+        stream.name = upload.filename or "upload"
+        return stream
+
     @app.post("/v1/predict", responses={400: {}, 413: {}, 415: {}, 422: {}})
     def predict(image: UploadFile = File(..., description="a photo: JPEG, PNG, WebP, BMP, GIF, or HEIC with the "
                                                          "heic extra"),
@@ -121,17 +137,9 @@ def create_app(model: str | Path | None = None, max_upload_bytes: int = DEFAULT_
                                                "pixels (default: 80, more in photos over 2048 px; at least 20; "
                                                "smaller is slower)")) -> dict:
         """Every face in the photo: box (x0, y0, x1, y1), landmarks, age, gender and its probability."""
-        try:
-            check_min_face(min_face)
-        except ValueError as problem:
-            return error(422, str(problem))
-        data = image.file.read(max_upload_bytes + 1)
-        if len(data) > max_upload_bytes:
-            return error(413, f"upload too large: the limit is {max_upload_bytes // (1024 * 1024)} MB")
-        if not data:
-            return error(400, "the uploaded file is empty")
-        stream = io.BytesIO(data)
-        stream.name = image.filename or "upload"
+        stream = read_upload(image, min_face)
+        if isinstance(stream, JSONResponse):
+            return stream
         start = time.perf_counter()
         try:
             photo = open_rgb(stream)
@@ -159,17 +167,9 @@ def create_app(model: str | Path | None = None, max_upload_bytes: int = DEFAULT_
         person; `warning` says when the file was cut short (the frames before the cut are kept)."""
         from .video import VideoExtraMissing
 
-        try:
-            check_min_face(min_face)
-        except ValueError as problem:
-            return error(422, str(problem))
-        data = video.file.read(max_upload_bytes + 1)
-        if len(data) > max_upload_bytes:
-            return error(413, f"upload too large: the limit is {max_upload_bytes // (1024 * 1024)} MB")
-        if not data:
-            return error(400, "the uploaded file is empty")
-        stream = io.BytesIO(data)
-        stream.name = video.filename or "upload"
+        stream = read_upload(video, min_face)
+        if isinstance(stream, JSONResponse):
+            return stream
         start = time.perf_counter()
         try:
             with slots:  # one of the service's slots, with one thread: a long video does not hold up the photos
@@ -181,8 +181,7 @@ def create_app(model: str | Path | None = None, max_upload_bytes: int = DEFAULT_
             return error(422, str(problem))
         except ImageError as problem:
             return error(415, str(problem))
-        return {"video": {"width": reading.info.width, "height": reading.info.height,
-                          "duration": reading.info.duration, "frame_rate": reading.info.frame_rate},
+        return {"video": asdict(reading.info),
                 "frames": frames, "people": [person.to_dict() for person in reading.people],
                 **({"warning": str(reading.error)} if reading.error else {}),
                 "milliseconds": round(1000 * (time.perf_counter() - start), 1)}
