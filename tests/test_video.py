@@ -140,9 +140,16 @@ def test_video_command_annotates_and_fails_only_when_nothing_is_read(clip, tmp_p
     out = tmp_path / "annotated"
     assert main(["video", str(clip), str(tmp_path / "missing.mp4"), "--annotate", str(out)]) == 0
     assert "missing.mp4: no such file" in capsys.readouterr().err
-    with av.open(str(out / "clip.annotated.mp4")) as container:
-        frames = list(container.decode(video=0))
-    assert len(frames) == 6 and frames[0].to_image().size == (400, 400)
+    with av.open(str(out / "clip.annotated.mp4")) as container:  # every frame, at the video's own rate
+        annotated = [np.asarray(frame.to_image(), float) for frame in container.decode(video=0)]
+        rate = float(container.streams.video[0].average_rate)
+    with av.open(str(clip)) as container:
+        plain = [np.asarray(frame.to_image(), float) for frame in container.decode(video=0)]
+    assert len(annotated) == 30 and rate == 10 and annotated[0].shape == (400, 400, 3)
+    # Frames between two that were read (every 0.5 s: frames 0, 5, 10, ...) carry the last one's box and label,
+    # drawn in the colour for women.
+    pink = [int((np.abs(frame - (230, 60, 140)).max(axis=2) < 40).sum()) for frame in (*annotated, *plain)]
+    assert min(pink[:30]) > 3 * max(pink[30:]), pink
     (tmp_path / "text.mp4").write_text("not a video")
     assert main(["video", str(tmp_path / "text.mp4")]) == 1
     assert main(["video", str(tmp_path / "text.mp4"), "--every", "-1"]) == 2
@@ -150,11 +157,13 @@ def test_video_command_annotates_and_fails_only_when_nothing_is_read(clip, tmp_p
     assert f"a video, not a photo; read it with: agegender video {clip}" in capsys.readouterr().err
 
 
-def test_video_command_keeps_what_it_read_when_interrupted(clip, monkeypatch, capsys):
+def test_video_command_keeps_what_it_read_when_interrupted(clip, tmp_path, monkeypatch, capsys):
     interrupt_search(monkeypatch, at=3)  # Ctrl-C while the third frame is searched
-    assert main(["video", str(clip), "--workers", "1"]) == 130
+    assert main(["video", str(clip), "--workers", "1", "--annotate", str(tmp_path)]) == 130
     captured = capsys.readouterr()
     assert "interrupted at 0:00.5 of" in captured.err and "in 2 of 2 frames" in captured.out
+    with av.open(str(tmp_path / "clip.annotated.mp4")) as container:  # the video up to where it was stopped
+        assert len(list(container.decode(video=0))) == 6
 
 
 def test_the_service_reads_uploaded_videos(clip):

@@ -344,12 +344,11 @@ def _video(args) -> int:
 
 def _video_file(args, predictor, every: float, file: str, writer, annotated_names: set) -> tuple[dict, bool]:
     """One video's frames and people in the chosen format: (its JSON document, whether Ctrl-C stopped it)."""
-    from dataclasses import asdict
+    from dataclasses import asdict, replace
 
     from tqdm import tqdm
 
-    from .annotate import annotate, label
-    from .video import AnnotatedVideo, format_time
+    from .video import format_time, write_annotated
 
     try:
         video = predictor.predict_video(file, every, workers=args.workers)
@@ -360,10 +359,7 @@ def _video_file(args, predictor, every: float, file: str, writer, annotated_name
         return {"file": file, "error": str(error)}, False
     info, document, interrupted = video.info, {"file": file, "video": asdict(video.info), "frames": []}, False
     rate = 1 / every if every else (info.frame_rate or 25.0)
-    out = None
-    if args.annotate:
-        name = _unique_name(Path(file).stem, annotated_names)
-        out = AnnotatedVideo(Path(args.annotate) / f"{name}.annotated.mp4", rate)
+    read = []  # each frame read, without its image, for --annotate
     total = round(info.duration * rate) + 1 if info.duration else None
     progress = tqdm(video, total=total, desc=Path(file).name, unit="frame", disable=None, file=sys.stderr)
     try:
@@ -379,15 +375,16 @@ def _video_file(args, predictor, every: float, file: str, writer, annotated_name
                     writer.writerow({"file": file, "time": record["time"], **face, "x0": x0, "y0": y0,
                                      "x1": x1, "y1": y1, "landmarks": json.dumps(face["landmarks"])})
                 sys.stdout.flush()
-            if out:
-                out.add(annotate(frame.photo, frame.faces, [f"{person}: {label(face)}"
-                                                            for person, face in zip(frame.people, frame.faces)]))
+            if args.annotate:
+                read.append(replace(frame, photo=None))
     except KeyboardInterrupt:
         interrupted = True
     finally:
         progress.close()
-        if out:
-            out.close()
+    if args.annotate and video.sampled:
+        path = Path(args.annotate) / f"{_unique_name(Path(file).stem, annotated_names)}.annotated.mp4"
+        print(f"writing {path}", file=sys.stderr)
+        write_annotated(file, path, read, until=video.time if interrupted else None)
     people = [person.to_dict() for person in video.people]
     document.update(sampled=video.sampled, people=people)
     if video.error:  # a warning when frames before it were read
@@ -516,8 +513,8 @@ def parser() -> argparse.ArgumentParser:
     video.add_argument("inputs", nargs="+", help="videos (MP4, MOV, MKV, WebM, AVI, ...) or folders of them")
     video.add_argument("--every", type=float, default=0.5, metavar="SECONDS", help="time between the frames read "
                        "(default 0.5; 0 reads every frame)")
-    video.add_argument("--annotate", metavar="OUT_DIR", help="save an .mp4 of the frames read, with boxes, person "
-                       "numbers and labels, here")
+    video.add_argument("--annotate", metavar="OUT_DIR", help="save a copy of each video here with its faces boxed, "
+                       "numbered by person and labelled (those of the last frame read)")
     add_search_arguments(video, "frame")
     output = video.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="one JSON document: each video's frames and people")

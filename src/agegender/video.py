@@ -297,8 +297,32 @@ class VideoResult:
             results.close()
 
 
+def write_annotated(source, path: str | Path, read: list[VideoFrame], until: float | None = None) -> None:
+    """The video again, every frame up to `until` seconds (None: the end) at its own rate, with the boxes and labels
+    of the last frame read (`read`, in time order) drawn on it until the next: a second decoding pass, so that the
+    frames read need not be kept. Sound is left out."""
+    from .annotate import annotate, label
+
+    info = video_info(source)
+    out = AnnotatedVideo(path, info.frame_rate or 25.0)
+    shown = -1
+    try:
+        for time, image in FrameReader(source, every=0):
+            if until is not None and time > until + 1e-6:
+                break
+            while shown + 1 < len(read) and read[shown + 1].time <= time + 1e-6:
+                shown += 1
+            if shown >= 0 and read[shown].faces:
+                frame = read[shown]
+                image = annotate(image, frame.faces, [f"{person}: {label(face)}"
+                                                      for person, face in zip(frame.people, frame.faces)])
+            out.add(image)
+    finally:
+        out.close()
+
+
 class AnnotatedVideo:
-    """An H.264 .mp4 of frames (the sampled ones, with their faces drawn), played at `rate` frames a second."""
+    """An H.264 .mp4 of frames played at `rate` frames a second."""
 
     def __init__(self, path: str | Path, rate: float):
         import av
@@ -306,7 +330,8 @@ class AnnotatedVideo:
 
         self._av = av
         self._container = av.open(str(path), "w")
-        self._stream = self._container.add_stream("libx264", rate=Fraction(rate).limit_denominator(1000))
+        self._stream = self._container.add_stream("libx264", rate=Fraction(rate).limit_denominator(1000),
+                                                  options={"preset": "veryfast"})
         self._stream.pix_fmt = "yuv420p"
         self._size = None
 
