@@ -1,3 +1,4 @@
+import keras
 import numpy as np
 import pytest
 
@@ -137,3 +138,23 @@ def test_dropped_xception_blocks_leave_a_whole_network_with_fewer_weights():
             recipe.with_overrides(dropped_blocks=wrong)
     with pytest.raises(ValueError, match="architectures only"):
         get_recipe("seed-a").with_overrides(dropped_blocks="6")
+
+
+def test_the_age_loss_can_be_the_absolute_error_in_years():
+    from agegender.models import compile_model
+
+    images = np.random.default_rng(0).uniform(0, 255, (8, 32, 32, 3)).astype("float32")
+    ages = np.arange(8, dtype="float32").reshape(8, 1) * 10
+    losses = {}
+    for name in ("mse", "l1"):
+        recipe = get_recipe("seed-a").with_overrides(image_size=32, age_loss=name, xla=False)
+        keras.utils.set_random_seed(0)
+        model = build_model(recipe, mean=[128.0] * 3, variance=[4000.0] * 3)
+        compile_model(model, recipe)
+        predicted = model.predict(images, verbose=0)["age"]
+        result = model.evaluate(images, {"gender": np.ones((8, 1)), "age": ages}, verbose=0, return_dict=True)
+        losses[name] = result["age_loss"], predicted
+    assert losses["mse"][0] == pytest.approx(np.mean((losses["mse"][1] - ages) ** 2), rel=1e-4)
+    assert losses["l1"][0] == pytest.approx(np.mean(np.abs(losses["l1"][1] - ages)), rel=1e-4)
+    with pytest.raises(ValueError, match="age_loss='huber': expected one of mse, l1"):
+        get_recipe("seed-a").with_overrides(age_loss="huber")

@@ -24,7 +24,8 @@ LOSS_OUTPUTS = ("gender", "age", "age_distribution", "embedding", "race")  # the
 CHOICES = {"architecture": ("report_cnn", "xception", "dlib_resnet"),
            "preprocessing": ("featurewise", "unit", "xception", "dlib"),
            "schedule": ("plateau", "constant", "cosine"),
-           "age_output": ("regression", "distribution", "regression_with_distribution")}
+           "age_output": ("regression", "distribution", "regression_with_distribution"),
+           "age_loss": ("mse", "l1")}
 MIN_IMAGE_SIZE = {"report_cnn": 16, "xception": 71}
 
 
@@ -70,6 +71,10 @@ class Recipe:
     # regression's age, with such a distribution beside it on the same features, used only for the interval).
     age_output: str = "regression"
     age_sigma: float = 2.0         # years: the width of the Gaussian target of a distribution
+    # The regression's age loss: "mse" (the report's; the mean age for a face) or "l1" (the absolute error in years,
+    # which MAE reports: the median, less pulled by the wrong labels UTKFace has). L1's gradient is 1 where MSE's
+    # is twice the error, so an L1 run wants about ten times MSE's loss_weights.age (0.1 for 0.01 at 4-5 years).
+    age_loss: str = "mse"
     # Feature distillation (teacher.py): an .npz of dlib face-recognition embeddings of the training and
     # validation images; when set, an extra output "embedding" learns to reproduce them (cosine loss,
     # weight loss_weights.embedding) and the ONNX export leaves it out.
