@@ -319,7 +319,10 @@ def _video(args) -> int:
         raise ValueError(f"--workers {args.workers}: expected 1 or more")
     files = []
     for item in args.inputs:
-        files.extend(map(str, video_files(Path(item)))) if Path(item).is_dir() else files.append(item)
+        if Path(item).is_dir():
+            files.extend(map(str, video_files(Path(item))))
+        else:
+            files.append(item)  # a file or a URL
     if not files:
         raise DataError(f"no videos found in {', '.join(args.inputs)}")
     predictor = Predictor(args.model, min_score=args.min_score, flip=args.flip, min_face=args.min_face)
@@ -381,10 +384,6 @@ def _video_file(args, predictor, every: float, file: str, writer, annotated_name
         interrupted = True
     finally:
         progress.close()
-    if args.annotate and video.sampled:
-        path = Path(args.annotate) / f"{_unique_name(Path(file).stem, annotated_names)}.annotated.mp4"
-        print(f"writing {path}", file=sys.stderr)
-        write_annotated(file, path, read, until=video.time if interrupted else None)
     people = [person.to_dict() for person in video.people]
     document.update(sampled=video.sampled, people=people)
     if video.error:  # a warning when frames before it were read
@@ -405,6 +404,14 @@ def _video_file(args, predictor, every: float, file: str, writer, annotated_name
         if not people:
             print(f"{file}: no face found in {video.sampled} frames")
     sys.stdout.flush()
+    if args.annotate and video.sampled:  # last: the results are out before this second pass over the video
+        if info.duration is None and "://" in file:
+            print(f"warning: {file} is a live stream, which cannot be read a second time to annotate it",
+                  file=sys.stderr)
+        else:
+            path = Path(args.annotate) / f"{_unique_name(Path(file).stem, annotated_names)}.annotated.mp4"
+            print(f"writing {path}", file=sys.stderr)
+            write_annotated(file, path, read, until=video.time if interrupted else None)
     return document, interrupted
 
 
