@@ -74,8 +74,8 @@ class FaceFinder:
         scale = HOG_SMALLEST_FACE / min_face  # the searched image's size against the photo's
         if height * width * scale ** 2 > MAX_SEARCH_PIXELS:
             raise SearchTooLarge(f"looking for faces down to {min_face:g} px in a {width} x {height} photo means "
-                             f"searching {height * width * scale ** 2 / 1e6:.0f} million pixels (at most "
-                             f"{MAX_SEARCH_PIXELS / 1e6:.0f}); ask for larger faces")
+                                 f"searching {height * width * scale ** 2 / 1e6:.0f} million pixels (at most "
+                                 f"{MAX_SEARCH_PIXELS / 1e6:.0f}); ask for larger faces")
         upsample = 1 if scale > 1 else 0  # enlarging: dlib's own 2x pyramid step, which its detector was made for
         resize = scale / 2 if upsample else scale
         small = rgb if resize == 1 else _resize(rgb, resize)
