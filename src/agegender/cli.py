@@ -222,16 +222,34 @@ CSV_FIELDS = ["file", "face", "x0", "y0", "x1", "y1", "age", "age_low", "age_hig
               "female_probability", "detection_score", "landmarks"]
 
 
+def _predictor(args):
+    """The Predictor that `predict` and `video` search with, from their shared options."""
+    from .predictor import Predictor
+
+    if args.workers is not None and args.workers < 1:
+        raise ValueError(f"--workers {args.workers}: expected 1 or more")
+    return Predictor(args.model, min_score=args.min_score, flip=args.flip, min_face=args.min_face)
+
+
+def _csv_row(record: dict) -> dict:
+    """A face's record with its box as four columns and its landmarks as JSON, for CSV."""
+    x0, y0, x1, y1 = record["box"]
+    return {**record, "x0": x0, "y0": y0, "x1": x1, "y1": y1,
+            "landmarks": json.dumps(record["landmarks"]) if record["landmarks"] else ""}
+
+
+def _age_text(record: dict) -> str:
+    """`age 27 (21-34)`: the age and, when the model gives one, its interval."""
+    interval = f" ({record['age_low']:.0f}-{record['age_high']:.0f})" if record["age_low"] is not None else ""
+    return f"age {record['age']:.0f}{interval}"
+
+
 def _predict(args) -> int:
     import csv
 
     from tqdm import tqdm
 
-    from .predictor import Predictor
-
-    if args.workers is not None and args.workers < 1:
-        raise ValueError(f"--workers {args.workers}: expected 1 or more")
-    predictor = Predictor(args.model, min_score=args.min_score, flip=args.flip, min_face=args.min_face)
+    predictor = _predictor(args)
     files = _expand(args.inputs)
     if not files:  # only empty folders: say so, rather than print nothing and succeed
         raise DataError(f"no photos found in {', '.join(args.inputs)}")
@@ -292,13 +310,10 @@ def _print_photo(args, writer, file: str, faces: list, records: list, no_face: l
         print(json.dumps({"file": file, "faces": face_dicts}))
     elif writer:
         for record in face_records:
-            x0, y0, x1, y1 = record["box"]
-            writer.writerow({**record, "x0": x0, "y0": y0, "x1": x1, "y1": y1,
-                             "landmarks": json.dumps(record["landmarks"]) if record["landmarks"] else ""})
+            writer.writerow(_csv_row(record))
     else:
         for record in face_records:
-            interval = f" ({record['age_low']:.0f}-{record['age_high']:.0f})" if record["age_low"] is not None else ""
-            print(f"{record['file']} face {record['face']}: age {record['age']:.0f}{interval}, {record['gender']} "
+            print(f"{record['file']} face {record['face']}: {_age_text(record)}, {record['gender']} "
                   f"({record['gender_probability']:.0%}), box {record['box']}")
         if not faces:
             print(f"{file}: no face found")
@@ -311,12 +326,10 @@ VIDEO_CSV_FIELDS = ["file", "time", "person", *CSV_FIELDS[1:]]
 def _video(args) -> int:
     import csv
 
-    from .predictor import Predictor
     from .video import check_every, video_files
 
     every = check_every(args.every)
-    if args.workers is not None and args.workers < 1:
-        raise ValueError(f"--workers {args.workers}: expected 1 or more")
+    predictor = _predictor(args)
     files = []
     for item in args.inputs:
         if Path(item).is_dir():
@@ -325,7 +338,6 @@ def _video(args) -> int:
             files.append(item)  # a file or a URL
     if not files:
         raise DataError(f"no videos found in {', '.join(args.inputs)}")
-    predictor = Predictor(args.model, min_score=args.min_score, flip=args.flip, min_face=args.min_face)
     if args.annotate:
         Path(args.annotate).mkdir(parents=True, exist_ok=True)
     writer = csv.DictWriter(sys.stdout, fieldnames=VIDEO_CSV_FIELDS, extrasaction="ignore") if args.csv else None
@@ -374,9 +386,7 @@ def _video_file(args, predictor, every: float, file: str, writer, annotated_name
                 print(json.dumps({"file": file, **record}), flush=True)
             elif writer:
                 for face in record["faces"]:
-                    x0, y0, x1, y1 = face["box"]
-                    writer.writerow({"file": file, "time": record["time"], **face, "x0": x0, "y0": y0,
-                                     "x1": x1, "y1": y1, "landmarks": json.dumps(face["landmarks"])})
+                    writer.writerow(_csv_row({"file": file, "time": record["time"], **face}))
                 sys.stdout.flush()
             if args.annotate:
                 read.append(replace(frame, photo=None))
@@ -397,8 +407,7 @@ def _video_file(args, predictor, every: float, file: str, writer, annotated_name
               flush=True)
     elif not args.json and not writer:
         for person in people:
-            interval = f" ({person['age_low']:.0f}-{person['age_high']:.0f})" if person["age_low"] is not None else ""
-            print(f"{file} person {person['person']}: age {person['age']:.0f}{interval}, {person['gender']} "
+            print(f"{file} person {person['person']}: {_age_text(person)}, {person['gender']} "
                   f"({person['gender_probability']:.0%}), seen {format_time(person['first_seen'])}-"
                   f"{format_time(person['last_seen'])} in {person['frames']} of {video.sampled} frames")
         if not people:

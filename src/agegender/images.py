@@ -25,9 +25,14 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".heic", ".h
 HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1")  # ISO BMFF 'ftyp' brands
 
 
+def files_ending(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:
+    """Every file below `folder` whose name ends with one of `suffixes` (in any case), sorted."""
+    return sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.name.lower().endswith(suffixes))
+
+
 def image_files(folder: Path) -> list[Path]:
     """Every image file below `folder`, sorted."""
-    return sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.name.lower().endswith(IMAGE_SUFFIXES))
+    return files_ending(folder, IMAGE_SUFFIXES)
 
 # Refuse decompression bombs rather than allocate gigabytes for one file.
 Image.MAX_IMAGE_PIXELS = 64_000_000

@@ -16,19 +16,15 @@ import numpy as np
 from PIL import Image
 
 from .errors import ImageError
-from .images import VIDEO_SUFFIXES
+from .images import VIDEO_SUFFIXES, files_ending
 
 URL_TIMEOUT = 30  # seconds
 DEFAULT_EVERY = 0.5  # seconds between sampled frames: a face in view for a second is read twice
 
 
-def is_video(path) -> bool:
-    return str(path).lower().endswith(VIDEO_SUFFIXES)
-
-
 def video_files(folder: Path) -> list[Path]:
     """Every video file below `folder`, sorted."""
-    return sorted(p for p in Path(folder).rglob("*") if p.is_file() and is_video(p.name))
+    return files_ending(folder, VIDEO_SUFFIXES)
 
 
 def check_every(every: float) -> float:
