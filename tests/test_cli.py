@@ -26,7 +26,7 @@ def test_predict_csv_over_a_folder(trained_run, utk_folder, capsys):
     assert main(["predict", str(utk_folder), "--model", str(trained_run / "best.keras"), "--aligned", "--csv"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0] == (
-        "file,face,x0,y0,x1,y1,age,age_low,age_high,gender,gender_probability,female_probability,detection_score,"
+        "file,face,x0,y0,x1,y1,age,age_low,age_high,gender,gender_probability,female_probability,detection_score,detector,"
         "landmarks")
     assert len(lines) == 1 + len(list(utk_folder.iterdir()))
 

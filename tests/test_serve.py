@@ -42,7 +42,7 @@ def test_a_photo_with_a_face(client):
     assert len(body["faces"]) == 1
     face = body["faces"][0]
     assert set(face) >= {"box", "landmarks", "age", "age_low", "age_high", "gender", "gender_probability",
-                         "detection_score"}
+                         "detection_score", "detector"}
     assert len(face["landmarks"]) == 5 and face["gender"] in ("male", "female")
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter off the terminal
 
 from .errors import DataError, DataWarning, ImageError, ModelError
+from .faces import DETECTORS
 from .images import image_files
 from .recipes import PROTOCOLS, RECIPES, get_recipe
 
@@ -198,7 +199,7 @@ def _serve(args) -> int:
         raise ValueError(f"--port {args.port}: expected a port number from 0 to 65535")
     if not args.max_upload_mb > 0:
         raise ValueError(f"--max-upload-mb {args.max_upload_mb}: expected a size above 0")
-    run(args.host, args.port, args.model, args.max_upload_mb, args.flip)
+    run(args.host, args.port, args.model, args.max_upload_mb, args.flip, args.detector)
     return 0
 
 
@@ -219,7 +220,7 @@ def _expand(inputs: list[str]) -> list[str]:
 
 
 CSV_FIELDS = ["file", "face", "x0", "y0", "x1", "y1", "age", "age_low", "age_high", "gender", "gender_probability",
-              "female_probability", "detection_score", "landmarks"]
+              "female_probability", "detection_score", "detector", "landmarks"]
 
 
 def _predictor(args):
@@ -228,7 +229,8 @@ def _predictor(args):
 
     if args.workers is not None and args.workers < 1:
         raise ValueError(f"--workers {args.workers}: expected 1 or more")
-    return Predictor(args.model, min_score=args.min_score, flip=args.flip, min_face=args.min_face)
+    return Predictor(args.model, min_score=args.min_score, flip=args.flip, min_face=args.min_face,
+                     detector=args.detector)
 
 
 def _csv_row(record: dict) -> dict:
@@ -475,11 +477,17 @@ def parser() -> argparse.ArgumentParser:
                           help="average each face with its mirror image (default: as the model's metadata says)")
         flip.add_argument("--no-flip", dest="flip", action="store_false", help="one pass per face: faster")
 
+    def add_detector_argument(command) -> None:
+        command.add_argument("--detector", choices=DETECTORS, default="both",
+                             help="face detectors: dlib's HOG and BlazeFace, which also finds tilted and turned faces "
+                             "(default), or either alone")
+
     def add_search_arguments(command, unit: str) -> None:
         """How a photo or video frame (`unit`) is searched for faces, and the model that reads them."""
         command.add_argument("--model", help="a .onnx or .keras model, or a run folder (default: the shipped model)")
         add_flip_arguments(command)
-        command.add_argument("--min-score", type=float, help="detector confidence to keep a face (default 0.2; "
+        add_detector_argument(command)
+        command.add_argument("--min-score", type=float, help="HOG's confidence to keep a face (default 0.2; "
                              "lower finds more faces and more false ones)")
         command.add_argument("--workers", type=int, metavar="N", help=f"{unit}s read and searched for faces at once "
                              "(default: one per CPU core, at most 4)")
@@ -589,6 +597,7 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--model", help="a .onnx or .keras model, or a run folder (default: the shipped model)")
     serve.add_argument("--max-upload-mb", type=float, default=10.0, help="largest accepted upload (default 10)")
     add_flip_arguments(serve)
+    add_detector_argument(serve)
     serve.set_defaults(run=_serve)
     return main
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ImageError, ModelError
-from .faces import check_min_face
+from .faces import check_detector, check_min_face
 from .images import open_rgb
 
 DEFAULT_MODEL = Path(__file__).parent / "weights" / "default.onnx"
@@ -146,6 +146,7 @@ class Face:
     box: list[int]                       # x0, y0, x1, y1 in the photo's pixels
     landmarks: list[list[float]] | None  # eyes, nose tip, mouth corners; None for ready crops
     detection_score: float | None        # None for ready crops
+    detector: str | None                 # "hog" or "blazeface" (the score is HOG's margin or BlazeFace's probability)
     age: float
     age_low: float | None                # calibrated interval around `age` (None if the model has none):
     age_high: float | None               # the true age falls inside it for about 80% of faces
@@ -172,13 +173,15 @@ class Predictor:
     `min_face`: the smallest face to look for, in the photo's pixels (None: faces.default_min_face, 80 px up to
     2048 px photos, proportionally more above; smaller costs time: a 12 MP photo takes 4x as long at 80 px).
     `flip`: average each face with its mirror image (None: as the model's metadata says; False: one pass,
-    faster)."""
+    faster). `detector`: "both" (dlib's HOG and BlazeFace, which finds tilted and turned faces), "hog" or
+    "blazeface" alone (faces.DETECTORS)."""
 
     def __init__(self, model: str | Path | None = None, min_score: float | None = None, flip: bool | None = None,
-                 min_face: float | None = None):
+                 min_face: float | None = None, detector: str = "both"):
         self.model = AgeGenderModel(model, flip=flip)
         self.min_score = min_score
         self.min_face = check_min_face(min_face)  # before any photo: dlib loads only when one needs detection
+        self.detector = check_detector(detector)
         self._finder = None
 
     @property
@@ -186,7 +189,8 @@ class Predictor:
         if self._finder is None:  # dlib loads only when a photo needs detection
             from .faces import MIN_SCORE, FaceFinder
 
-            self._finder = FaceFinder(MIN_SCORE if self.min_score is None else self.min_score, self.min_face)
+            self._finder = FaceFinder(MIN_SCORE if self.min_score is None else self.min_score, self.min_face,
+                                      self.detector)
         return self._finder
 
     def predict(self, image, aligned: bool = False, min_face: float | None = None) -> list[Face]:
@@ -237,22 +241,22 @@ class Predictor:
         rgb = np.asarray(photo)
         if aligned:
             height, width = rgb.shape[:2]
-            return [self.model.resize(rgb)], [[0, 0, width, height]], [None], [None]
+            return [self.model.resize(rgb)], [[0, 0, width, height]], [None], [None], [None]
         found = self.finder.find(rgb, min_face)
         return ([self.model.resize(f.chip) for f in found], [f.box for f in found], [f.landmarks for f in found],
-                [f.score for f in found])
+                [f.score for f in found], [f.detector for f in found])
 
-    def _label(self, crops, boxes, landmarks, scores) -> list[Face]:
+    def _label(self, crops, boxes, landmarks, scores, detectors) -> list[Face]:
         if not crops:
             return []
         outputs = self.model.predict_outputs(np.stack(crops))
         ages, females = outputs["age"], outputs["gender"]
         lows, highs = outputs.get("age_low", [None] * len(ages)), outputs.get("age_high", [None] * len(ages))
         faces = []
-        for index, (box, points, score, age, low, high, female) in enumerate(
-                zip(boxes, landmarks, scores, ages, lows, highs, females)):
+        for index, (box, points, score, detector, age, low, high, female) in enumerate(
+                zip(boxes, landmarks, scores, detectors, ages, lows, highs, females)):
             female = float(female)
-            faces.append(Face(face=index, box=box, landmarks=points, detection_score=score,
+            faces.append(Face(face=index, box=box, landmarks=points, detection_score=score, detector=detector,
                               age=round(float(age), 1), age_low=None if low is None else round(float(low), 1),
                               age_high=None if high is None else round(float(high), 1),
                               gender="female" if female >= 0.5 else "male",

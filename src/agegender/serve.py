@@ -90,8 +90,8 @@ def error(status: int, message: str) -> JSONResponse:
 
 
 def create_app(model: str | Path | None = None, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
-               flip: bool | None = None) -> FastAPI:
-    predictor = Predictor(model, flip=flip)
+               flip: bool | None = None, detector: str = "both") -> FastAPI:
+    predictor = Predictor(model, flip=flip, detector=detector)
     predictor.finder  # load the detector now, not on the first request
     slots = threading.Semaphore(default_workers())
     app = FastAPI(title="agegender", version=__version__,
@@ -194,7 +194,8 @@ def create_app(model: str | Path | None = None, max_upload_bytes: int = DEFAULT_
     return app
 
 
-def run(host: str, port: int, model: str | None, max_upload_mb: float, flip: bool | None = None) -> None:
+def run(host: str, port: int, model: str | None, max_upload_mb: float, flip: bool | None = None,
+        detector: str = "both") -> None:
     import uvicorn
 
-    uvicorn.run(create_app(model, int(max_upload_mb * 1024 * 1024), flip), host=host, port=port)
+    uvicorn.run(create_app(model, int(max_upload_mb * 1024 * 1024), flip, detector), host=host, port=port)

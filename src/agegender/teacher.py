@@ -15,14 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DataError, output_file
-from .faces import CHIP_PADDING, CHIP_SIZE
+from .faces import CHIP_FACE_BOX, CHIP_SIZE
 
 DIMENSIONS = 128
-# A UTKFace chip is dlib's get_face_chip at CHIP_SIZE px with padding CHIP_PADDING on each side, so the face's
-# landmark box is its central CHIP_SIZE / (1 + 2 x padding) px (29-171 of 200): the landmarks are found inside
-# that box, as they would be in a detected photo.
-_MARGIN = round(CHIP_SIZE * CHIP_PADDING / (1 + 2 * CHIP_PADDING))
-CHIP_FACE_BOX = (_MARGIN, _MARGIN, CHIP_SIZE - _MARGIN, CHIP_SIZE - _MARGIN)
 _models = {}
 
 
