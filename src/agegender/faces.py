@@ -96,7 +96,9 @@ class FaceFinder:
             for found in self._blazeface.find(rgb, min_face):
                 nose = found.keypoints[2]
                 if not any(f.box[0] <= nose[0] <= f.box[2] and f.box[1] <= nose[1] <= f.box[3] for f in faces):
-                    faces.append(self._cut_blazeface(rgb, found))
+                    face = self._cut_blazeface(rgb, found)
+                    if face is not None:
+                        faces.append(face)
         return faces
 
     def _find_hog(self, rgb: np.ndarray, min_face: float) -> list[DetectedFace]:
@@ -118,11 +120,14 @@ class FaceFinder:
             faces.append(self._cut(rgb, self._landmarks(rgb, box), score, "hog"))
         return faces
 
-    def _cut_blazeface(self, rgb: np.ndarray, found) -> DetectedFace:
+    def _cut_blazeface(self, rgb: np.ndarray, found) -> DetectedFace | None:
         """A face BlazeFace found, cut out as HOG's are: warped upright by its keypoints onto a chip, given
-        dlib's 68 landmarks there, which are taken back into the photo to cut the face out by."""
+        dlib's 68 landmarks there, which are taken back into the photo to cut the face out by. None when its
+        keypoints lie within a pixel of each other (no face to cut)."""
         from PIL import Image
 
+        if np.ptp(found.keypoints[:4], axis=0).max() < 1:
+            return None
         to_chip = similarity(found.keypoints[:4], CHIP_KEYPOINTS)  # photo -> chip, 2 x 3
         to_photo = np.linalg.inv(np.vstack([to_chip, [0, 0, 1]]))[:2]
         upright = Image.fromarray(rgb).transform((CHIP_SIZE, CHIP_SIZE), Image.AFFINE, to_photo.ravel().tolist(),
