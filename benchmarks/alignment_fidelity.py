@@ -1,6 +1,7 @@
 """How faithfully face detection + alignment recovers UTKFace's own crops from ordinary-looking photos.
 
     python benchmarks/alignment_fidelity.py --data ../shared/datasets/utkface [--model PATH] [--count 200]
+        [--detector both|hog|blazeface]
 
 Each development chip is pasted into a larger photo (textured background, scale 1-2.5x, rotation up to
 20 degrees, off-centre); the pipeline then finds the face and cuts its chip again. Reported: how often the
@@ -40,12 +41,13 @@ def main() -> None:
     parser.add_argument("--data", required=True)
     parser.add_argument("--model", help="model whose predictions are compared (default: the shipped one)")
     parser.add_argument("--count", type=int, default=200)
+    parser.add_argument("--detector", default="both", help="face detectors (as agegender predict --detector)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
     rng = np.random.default_rng(args.seed)
     frame = read_dataset(args.data).sample(args.count, random_state=args.seed)
-    finder, model = FaceFinder(), AgeGenderModel(args.model)
+    finder, model = FaceFinder(detector=args.detector), AgeGenderModel(args.model)
     originals, recovered, whole, central, missed = [], [], [], [], 0
     for path in frame["path"]:
         chip = Image.open(path).convert("RGB")

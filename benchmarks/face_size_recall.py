@@ -1,7 +1,7 @@
 """Which faces the detector finds in photos of every size, how long it takes, and how well small faces read.
 
     python benchmarks/face_size_recall.py --data ../shared/datasets/utkface [--model PATH] [--photos 5]
-        [--min-face 40 80]
+        [--min-face 40 80] [--detector both|hog|blazeface]
 
 Group photos are made of development chips: six faces in a row on a textured background, each face pasted at
 a given size (the chip's side, about the width of the detector's box), in photos of 1024 x 768, 2000 x 1500 and
@@ -46,6 +46,7 @@ def main() -> None:
     parser.add_argument("--photos", type=int, default=5, help="photos per photo size and face size")
     parser.add_argument("--min-face", type=float, nargs="*", default=[40, 80])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--detector", default="both", help="face detectors (as agegender predict --detector)")
     args = parser.parse_args()
 
     frame = read_dataset(args.data).sample(args.photos * FACES_PER_PHOTO, random_state=args.seed)
@@ -54,7 +55,7 @@ def main() -> None:
     original_ages, original_female = model.predict_pixels(np.stack([model.resize(np.asarray(c)) for c in chips]))
     results = []
     for min_face in [None, *args.min_face]:
-        finder = FaceFinder(min_face=min_face)
+        finder = FaceFinder(min_face=min_face, detector=args.detector)
         for photo_size in PHOTO_SIZES:
             for face in FACE_SIZES:
                 if face * FACES_PER_PHOTO > photo_size[0]:

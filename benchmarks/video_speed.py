@@ -1,17 +1,20 @@
 """How fast `agegender video` reads videos: decoding alone, and decoding with face search and the model.
 
     python benchmarks/video_speed.py [--model PATH] [--seconds 20] [--out reports/benchmarks/video_speed.json]
+        [--detectors both hog]
 
 The videos are the example photo filmed by a slowly panning and zooming camera (one face of 220-290 px in 720p, 330-435 px in 1080p), encoded
 as H.264 at 30 frames a second in 720p and 1080p, as phones and webcams record. Reported per size: frames decoded a
 second when every frame is only decoded, and for `Predictor.predict_video` at --every 0.5 (the default) and 0
 (every frame): frames searched a second, and seconds of video read per second of wall time (above 1 keeps up with
 the video as it plays); with the frames where the face was found and the people counted (1 is right); and the
-frames a second of writing the annotated copy (`--annotate`: every frame decoded again, drawn on, encoded).
+frames a second of writing the annotated copy (`--annotate`: every frame decoded again, drawn on, encoded). Each
+size is timed with each of `--detectors` in turn.
 """
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -59,15 +62,16 @@ def main() -> None:
     parser.add_argument("--model")
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--out", default="reports/benchmarks/video_speed.json")
+    parser.add_argument("--detectors", nargs="+", default=["both", "hog"], help="face detectors to time, in turn")
     args = parser.parse_args()
-    predictor = Predictor(args.model)
     results = []
     with tempfile.TemporaryDirectory() as folder:
-        for width, height in ((1280, 720), (1920, 1080)):
+        for (width, height), detector in itertools.product(((1280, 720), (1920, 1080)), args.detectors):
+            predictor = Predictor(args.model, detector=detector)
             video = make_video(Path(folder) / f"{height}p.mp4", width, height, args.seconds)
             start = time.perf_counter()
             decoded = sum(1 for _ in FrameReader(video, every=0))
-            row = {"size": f"{width}x{height}", "seconds": args.seconds,
+            row = {"size": f"{width}x{height}", "seconds": args.seconds, "detector": detector,
                    "decode_only_frames_per_s": round(decoded / (time.perf_counter() - start), 1)}
             for every in (0.5, 0.0):
                 reading = predictor.predict_video(video, every=every)
@@ -85,7 +89,7 @@ def main() -> None:
                     row["annotated_video_frames_per_s"] = round(decoded / (time.perf_counter() - start), 1)
             print(json.dumps(row))
             results.append(row)
-    report = {"model": str(predictor.model.path), "flip": predictor.model.flip, "cpus": os.cpu_count(),
+    report = {"model": str(predictor.model.path), "flip": predictor.model.flip, "command": "python benchmarks/video_speed.py", "cpus": os.cpu_count(),
               "machine": platform.processor() or platform.machine(), "videos": results}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
