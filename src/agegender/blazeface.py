@@ -51,16 +51,11 @@ class _Model:
             centres.append(np.repeat(np.stack([x.ravel(), y.ravel()], axis=1), per_cell, axis=0))
         self.anchors = np.concatenate(centres).astype(np.float32)
 
-    def detect(self, rgb: np.ndarray, left: float, top: float, min_score: float) -> list[Detection]:
-        """The faces in `rgb` (any size, letterboxed into the square input) in photo pixels, offset by left/top."""
-        from PIL import Image
-
-        height, width = rgb.shape[:2]
-        scale = self.size / max(height, width)
-        resized = Image.fromarray(rgb).resize((max(1, round(width * scale)), max(1, round(height * scale))),
-                                              Image.BILINEAR)
+    def detect(self, part: np.ndarray, scale: float, left: float, top: float, min_score: float) -> list[Detection]:
+        """The faces in `part` (at most the input's size: a piece of the photo resized by `scale`, whose top-left
+        corner is at left, top in the photo), in the photo's pixels."""
         square = np.zeros((self.size, self.size, 3), np.float32)
-        square[:resized.height, :resized.width] = np.asarray(resized, np.float32)
+        square[:part.shape[0], :part.shape[1]] = part
         raw, logits = self.session.run(None, {"input": square[None] / 127.5 - 1.0})
         logits = np.clip(logits[0, :, 0], -RAW_SCORE_LIMIT, RAW_SCORE_LIMIT)
         scores = 1.0 / (1.0 + np.exp(-logits))
@@ -69,7 +64,7 @@ class _Model:
         centre, half = raw[:, :2] + anchors, raw[:, 2:4] / 2
         boxes = np.concatenate([centre - half, centre + half], axis=1)
         points = raw[:, 4:16].reshape(-1, 6, 2) + anchors[:, None, :]
-        to_photo = self.size / scale
+        to_photo = self.size / scale  # from the input's 0-1 coordinates
         return [Detection(box * to_photo + [left, top, left, top], keypoints * to_photo + [left, top], float(s))
                 for box, keypoints, s in zip(boxes, points, scores) if box[2] > box[0] and box[3] > box[1]]
 
@@ -86,12 +81,26 @@ class BlazeFace:
     def find(self, rgb: np.ndarray, min_face: float) -> list[Detection]:
         """Every face from about `min_face` px up, most confident first."""
         height, width = rgb.shape[:2]
-        found = self.short_range.detect(rgb, 0, 0, self.min_score)
-        for window in tile_sides(max(height, width), min_face):
+        size, found = self.full_range.size, []
+        small, scale = rgb, 1.0
+        for window in reversed(tile_sides(max(height, width), min_face)):
+            # each level resized once for all its tiles (which overlap), from the finer level before it
+            small, scale = _resize(small, size / window / scale), size / window
             for left, top in tile_corners(width, height, window):
-                found += self.full_range.detect(rgb[top:top + window, left:left + window], left, top,
+                x, y = round(left * scale), round(top * scale)
+                found += self.full_range.detect(small[y:y + size, x:x + size], scale, x / scale, y / scale,
                                                 self.min_score)
+        whole = self.short_range.size / max(height, width)
+        found += self.short_range.detect(_resize(small, whole / scale), whole, 0, 0, self.min_score)
         return [face for face in merge(found) if face.box[2] - face.box[0] >= SMALLEST * min_face]
+
+
+def _resize(rgb: np.ndarray, scale: float) -> np.ndarray:
+    from PIL import Image
+
+    height, width = rgb.shape[:2]
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return np.asarray(Image.fromarray(rgb).resize(size, Image.BILINEAR))
 
 
 def tile_sides(longest_side: int, min_face: float) -> list[int]:
