@@ -168,6 +168,15 @@ def test_bad_inputs_get_their_message_and_the_batch_goes_on(trained_run, tmp_pat
                                                            "grey.annotated.jpg"]
 
 
+def test_the_detector_is_chosen_on_the_command_line_and_named_per_face(trained_run, photo, tmp_path, capsys):
+    Image.fromarray(_tilted(photo, 50)).save(tmp_path / "tilted.jpg")
+    assert main(["predict", str(tmp_path / "tilted.jpg"), "--model", str(trained_run), "--csv"]) == 0
+    header, row = capsys.readouterr().out.strip().splitlines()
+    assert dict(zip(header.split(","), row.split(",")))["detector"] == "blazeface"
+    assert main(["predict", str(tmp_path / "tilted.jpg"), "--model", str(trained_run), "--detector", "hog"]) == 0
+    assert "tilted.jpg: no face found" in capsys.readouterr().out
+
+
 def test_a_photo_without_faces_is_reported(trained_run, tmp_path, capsys):
     Image.fromarray(np.full((200, 300, 3), 127, np.uint8)).save(tmp_path / "wall.jpg")
     assert main(["predict", str(tmp_path / "wall.jpg"), "--model", str(trained_run)]) == 0

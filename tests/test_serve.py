@@ -34,6 +34,15 @@ def test_the_flip_setting_can_be_chosen_at_start(client, tiny_onnx):
     assert with_flip.get("/healthz").json()["test_time_flip"] is True
 
 
+def test_the_face_detectors_can_be_chosen_at_start(client, tiny_onnx):
+    tilted = {"image": ("tilted.png", _png(np.asarray(Image.open(EXAMPLE).convert("RGB").rotate(50))), "image/png")}
+    assert client.get("/healthz").json()["detector"] == "both"
+    assert [face["detector"] for face in client.post("/v1/predict", files=tilted).json()["faces"]] == ["blazeface"]
+    hog_only = TestClient(create_app(tiny_onnx, detector="hog"))
+    assert hog_only.get("/healthz").json()["detector"] == "hog"
+    assert hog_only.post("/v1/predict", files=tilted).json()["faces"] == []
+
+
 def test_a_photo_with_a_face(client):
     reply = client.post("/v1/predict", files={"image": ("a.jpg", EXAMPLE.read_bytes(), "image/jpeg")})
     assert reply.status_code == 200

@@ -113,7 +113,8 @@ def create_app(model: str | Path | None = None, max_upload_bytes: int = DEFAULT_
     def healthz() -> dict:
         """The service is up and its model is loaded."""
         return {"status": "ok", "version": __version__, "model": predictor.model.metadata.get("name"),
-                "model_file": predictor.model.path.name, "test_time_flip": predictor.model.flip}
+                "model_file": predictor.model.path.name, "test_time_flip": predictor.model.flip,
+                "detector": predictor.detector}
 
     def read_upload(upload: UploadFile, min_face: float | None) -> io.BytesIO | JSONResponse:
         """The uploaded file as a stream with its name, or the reply to a bad min_face or an empty or oversized file."""
