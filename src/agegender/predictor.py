@@ -142,7 +142,7 @@ class AgeGenderModel:
 @dataclass
 class Face:
     """One face: where it is, and what the model says of it."""
-    face: int                            # index in its photo, most confident detection first
+    face: int                            # index in its photo: HOG's faces, most confident first, then BlazeFace's
     box: list[int]                       # x0, y0, x1, y1 in the photo's pixels
     landmarks: list[list[float]] | None  # eyes, nose tip, mouth corners; None for ready crops
     detection_score: float | None        # None for ready crops
