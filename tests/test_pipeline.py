@@ -89,3 +89,27 @@ def test_balanced_age_weights_give_each_age_bracket_and_gender_its_share_of_the_
     assert np.asarray(batch[2]["gender"]).tolist() == [1.0] * 16
     with pytest.raises(ValueError, match="age_balance=-1.0: expected a number from 0 to 1"):
         get_recipe("seed-a").with_overrides(age_balance=-1.0)
+
+
+def test_mixup_blends_each_face_with_another_pixels_targets_and_weights_alike():
+    recipe = get_recipe("seed-a").with_overrides(rotation_degrees=0.0, shift_fraction=0.0, horizontal_flip=False,
+                                                 mixup=0.4)
+    values = np.arange(0, 250, 10)  # each face one grey level, its age the same number, so a blend shows in both
+    pixels = np.repeat(values.astype(np.uint8), 4 * 4 * 3).reshape(-1, 4, 4, 3)
+    genders = (np.arange(len(values)) % 2).astype(float)
+    images, targets, weights = next(iter(make_dataset(pixels, values.astype(float), genders, batch_size=25,
+                                                      recipe=recipe, training=True, seed=3,
+                                                      gender_weights=np.ones(len(values)) * 2)))
+    images, ages = np.asarray(images), np.asarray(targets["age"]).ravel()
+    assert np.allclose(images.std(axis=(1, 2, 3)), 0, atol=1e-3)  # a blend of two flat faces is flat
+    assert np.allclose(images[:, 0, 0, 0], ages, atol=1e-3)     # pixels and age blended by the same share
+    assert not np.allclose(ages, np.round(ages / 10) * 10, atol=0.5)  # some faces really are blends
+    female = np.asarray(targets["gender"]).ravel()
+    assert female.min() >= 0 and female.max() <= 1 and ((female > 0.01) & (female < 0.99)).any()
+    assert np.allclose(np.asarray(weights["gender"]), 2.0) and np.allclose(np.asarray(weights["age"]), 1.0)
+    plain = next(iter(make_dataset(pixels, values.astype(float), genders, batch_size=25, recipe=recipe)))
+    assert np.array_equal(np.asarray(plain[0]), pixels.astype("float32"))  # never at validation
+    with pytest.raises(ValueError, match="mixup or race_auxiliary"):
+        recipe.with_overrides(race_auxiliary=True)
+    with pytest.raises(ValueError, match="mixup=-1"):
+        recipe.with_overrides(mixup=-1.0)

@@ -8,9 +8,9 @@ import tensorflow as tf
 from .recipes import Recipe
 
 
-def augmenter(recipe: Recipe, seed: int) -> keras.Sequential:
+def augmenter(recipe: Recipe, seed: int) -> keras.Sequential | None:
     """The report's augmentation (rotation, horizontal and vertical shifts, horizontal flips), and the
-    recipe's optional zoom and colour jitter.
+    recipe's optional zoom and colour jitter; None when the recipe asks for none of them.
 
     'nearest' filling matches the Keras ImageDataGenerator the report used. Always float32, even under mixed
     precision, so the pixels that reach the model's own preprocessing are exact.
@@ -30,7 +30,7 @@ def augmenter(recipe: Recipe, seed: int) -> keras.Sequential:
     if recipe.color_jitter:
         steps.append(keras.layers.RandomBrightness(recipe.color_jitter, seed=seed + 4, dtype="float32"))
         steps.append(keras.layers.RandomContrast(recipe.color_jitter, seed=seed + 5, dtype="float32"))
-    return keras.Sequential(steps, name="augment")
+    return keras.Sequential(steps, name="augment") if steps else None
 
 
 def age_distribution_targets(ages: np.ndarray, sigma: float, classes: int = 101) -> np.ndarray:
@@ -72,18 +72,36 @@ def make_dataset(pixels: np.ndarray, ages: np.ndarray, genders: np.ndarray, batc
     if training:
         indices = indices.shuffle(len(pixels), seed=seed, reshuffle_each_iteration=True)
     augment = augmenter(recipe, seed) if training and recipe is not None else None
+    mix = recipe.mixup if training and recipe is not None else 0.0
 
     def gather(batch_indices):
         batch = tf.cast(tf.gather(images, batch_indices), tf.float32)
         if augment is not None:
             batch = augment(batch, training=True)
         batch_targets = {name: tf.gather(values, batch_indices) for name, values in targets.items()}
-        if not face_weights:
-            return batch, batch_targets
         ones = tf.ones_like(batch_indices, tf.float32)
-        return batch, batch_targets, {name: tf.gather(face_weights[name], batch_indices) if name in face_weights
-                                      else ones for name in targets}
+        weights = {name: tf.gather(face_weights[name], batch_indices) if name in face_weights else ones
+                   for name in targets}
+        if mix:
+            batch, batch_targets, weights = mixup(batch, batch_targets, weights, mix, seed)
+        return (batch, batch_targets, weights) if face_weights else (batch, batch_targets)
     return indices.batch(batch_size).map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def mixup(batch, targets: dict, weights: dict, alpha: float, seed: int):
+    """Each face of the batch blended with another of it (Zhang et al. 2018), its pixels, targets and loss
+    weights by the same share, drawn from Beta(alpha, alpha) for each face."""
+    size = tf.shape(batch)[0]
+    first = tf.random.gamma([size], alpha, seed=seed + 6)
+    second = tf.random.gamma([size], alpha, seed=seed + 7)
+    share = first / tf.maximum(first + second, 1e-12)  # Beta(alpha, alpha); both draws can underflow to 0
+    partner = tf.random.shuffle(tf.range(size), seed=seed + 8)
+
+    def blend(values):
+        own = tf.reshape(tf.cast(share, values.dtype), [-1] + [1] * (len(values.shape) - 1))
+        return own * values + (1 - own) * tf.gather(values, partner)
+    return (blend(batch), {name: blend(values) for name, values in targets.items()},
+            {name: blend(values) for name, values in weights.items()})
 
 
 def channel_statistics(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

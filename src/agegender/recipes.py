@@ -57,6 +57,10 @@ class Recipe:
     # resized crop that keeps the aspect), and brightness and contrast jitter of up to +-color_jitter.
     zoom_fraction: float = 0.0
     color_jitter: float = 0.0
+    # mixup (Zhang et al. 2018): each training face blended with another face of its batch, pixels, targets and
+    # loss weights alike, by a share drawn from Beta(mixup, mixup); 0 is off, 0.2 the paper's usual. A regulariser
+    # that softens labels between faces, which UTKFace's noisy ones may want.
+    mixup: float = 0.0
     # Fine-tuning: backbone layers frozen from the input side (xception and dlib_resnet), and whether every
     # Xception BatchNorm stays frozen in inference mode (ImageNet statistics and scales) while the rest trains.
     frozen_layers: int = 0
@@ -171,6 +175,11 @@ class Recipe:
         for name in ("gender_balance", "age_balance"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name}={getattr(self, name)}: expected a number from 0 to 1")
+        if not 0.0 <= self.mixup < float("inf"):
+            raise ValueError(f"mixup={self.mixup}: expected the Beta distribution's parameter, above 0 (0: off)")
+        if self.mixup and self.race_auxiliary:
+            raise ValueError("mixup blends targets, and race labels are classes that cannot be blended: "
+                             "use mixup or race_auxiliary, not both")
         if not 0.0 < self.train_fraction <= 1.0:
             raise ValueError(f"train_fraction={self.train_fraction}: expected a share above 0, at most 1")
         if self.refit and (self.schedule == "plateau" or self.early_stopping_patience):
