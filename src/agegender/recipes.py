@@ -59,7 +59,7 @@ class Recipe:
     color_jitter: float = 0.0
     # mixup (Zhang et al. 2018): each training face blended with another face of its batch, pixels, targets and
     # loss weights alike, by a share drawn from Beta(mixup, mixup); 0 is off, 0.2 the paper's usual. A regulariser
-    # that softens labels between faces, which UTKFace's noisy ones may want.
+    # for noisy labels; at 0.2 it cost dlib's fine-tuned network a fifth of a year of age (accuracy.md row 44).
     mixup: float = 0.0
     # Fine-tuning: backbone layers frozen from the input side (xception and dlib_resnet), and whether every
     # Xception BatchNorm stays frozen in inference mode (ImageNet statistics and scales) while the rest trains.
