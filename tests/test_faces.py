@@ -7,8 +7,9 @@ import pytest
 from PIL import Image
 
 from agegender import Predictor
-from agegender.cli import main
 from agegender.blazeface import FACE_SHARE, tile_corners, tile_sides
+from agegender.cli import main
+from agegender.errors import ModelError
 from agegender.faces import CHIP_SIZE, FaceFinder
 from agegender.predictor import AgeGenderModel
 
@@ -271,3 +272,16 @@ def test_many_photos_at_once_come_back_in_order_as_one_at_a_time(trained_run, ph
         else:
             assert result.error is None and result.faces == predictor.predict(result.source)
             assert result.photo.size == (512, 512) and len(result.faces) == 1
+
+
+def test_a_missing_blazeface_model_is_one_clear_error(monkeypatch, tmp_path, capsys):
+    from agegender import blazeface
+
+    monkeypatch.setattr(blazeface, "WEIGHTS", tmp_path)
+    (tmp_path / "blazeface_full_range.onnx").write_bytes(b"not a model")
+    with pytest.raises(ModelError, match="BlazeFace's model .*blazeface_full_range.onnx cannot be loaded"):
+        FaceFinder()
+    assert main(["predict", str(EXAMPLE)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and error.endswith("(--detector hog)")
+    assert main(["predict", str(EXAMPLE), "--detector", "hog"]) == 0  # HOG alone needs no BlazeFace file

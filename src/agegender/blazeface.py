@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import ModelError
+
 WEIGHTS = Path(__file__).parent / "weights"
 MIN_SCORE = 0.6           # MediaPipe uses 0.5; in 600 of benchmarks/detectors.py's photos (textured backgrounds)
                           # 19 false faces score 0.5-0.6 and none above, and 3% of the true ones
@@ -42,7 +44,11 @@ class _Model:
 
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = 1  # a few milliseconds a call: more threads cost more than they save
-        self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        try:
+            self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as error:  # noqa: BLE001 - a missing or damaged file, whatever onnxruntime calls it
+            raise ModelError(f"BlazeFace's model {path} cannot be loaded ({error}".splitlines()[0] + "); reinstall "
+                             "agegender, or search with dlib's HOG detector alone (--detector hog)") from None
         self.size = size
         centres = []
         for cells, per_cell in grids:  # (cells per side, anchors per cell)
