@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ModelError
+from .images import scaled
 
 WEIGHTS = Path(__file__).parent / "weights"
 MIN_SCORE = 0.6           # MediaPipe uses 0.5; in 600 of benchmarks/detectors.py's photos (textured backgrounds)
@@ -91,22 +92,14 @@ class BlazeFace:
         small, scale = rgb, 1.0
         for window in reversed(tile_sides(max(height, width), min_face)):
             # each level resized once for all its tiles (which overlap), from the finer level before it
-            small, scale = _resize(small, size / window / scale), size / window
+            small, scale = scaled(small, size / window / scale), size / window
             for left, top in tile_corners(width, height, window):
                 x, y = round(left * scale), round(top * scale)
                 found += self.full_range.detect(small[y:y + size, x:x + size], scale, x / scale, y / scale,
                                                 self.min_score)
         whole = self.short_range.size / max(height, width)
-        found += self.short_range.detect(_resize(small, whole / scale), whole, 0, 0, self.min_score)
+        found += self.short_range.detect(scaled(small, whole / scale), whole, 0, 0, self.min_score)
         return [face for face in merge(found) if face.box[2] - face.box[0] >= SMALLEST * min_face]
-
-
-def _resize(rgb: np.ndarray, scale: float) -> np.ndarray:
-    from PIL import Image
-
-    height, width = rgb.shape[:2]
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    return np.asarray(Image.fromarray(rgb).resize(size, Image.BILINEAR))
 
 
 def tile_sides(longest_side: int, min_face: float) -> list[int]:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import SearchTooLarge
+from .images import scaled
 
 CHIP_SIZE = 200       # UTKFace chip side in pixels
 CHIP_PADDING = 0.2    # dlib get_face_chip padding that reproduces UTKFace's chips
@@ -69,7 +70,8 @@ class FaceFinder:
         # dlib's detector keeps the image it scans inside it, so two threads must not share one; making one takes
         # 0.2 s, so they are kept for reuse: as many as photos were ever searched at once
         self._idle_detectors = queue.SimpleQueue()
-        self._idle_detectors.put(dlib.get_frontal_face_detector())
+        if detector != "blazeface":  # made now, not on the first photo; BlazeFace alone never uses one
+            self._idle_detectors.put(dlib.get_frontal_face_detector())
         self._landmarks = dlib.shape_predictor(face_recognition_models.pose_predictor_model_location())  # stateless
         self.min_score = min_score
         self.min_face = check_min_face(min_face)
@@ -110,7 +112,7 @@ class FaceFinder:
                                  f"{MAX_SEARCH_PIXELS / 1e6:.0f}); ask for larger faces")
         upsample = 1 if scale > 1 else 0  # enlarging: dlib's own 2x pyramid step, which its detector was made for
         resize = scale / 2 if upsample else scale
-        small = rgb if resize == 1 else _resize(rgb, resize)
+        small = rgb if resize == 1 else scaled(rgb, resize)
         with self._detector() as detector:
             rects, scores, _ = detector.run(small, upsample, self.min_score)  # boxes in `small`'s pixels
         faces = []
@@ -185,11 +187,3 @@ def default_min_face(longest_side: int) -> float:
     if longest_side < UPSAMPLE_BELOW:
         return HOG_SMALLEST_FACE / 2
     return HOG_SMALLEST_FACE * max(1.0, longest_side / DETECT_SIDE)
-
-
-def _resize(rgb: np.ndarray, scale: float) -> np.ndarray:
-    from PIL import Image
-
-    height, width = rgb.shape[:2]
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    return np.asarray(Image.fromarray(rgb).resize(size, Image.BILINEAR))

@@ -116,6 +116,13 @@ def load_crop(source, size: int) -> np.ndarray:
     return np.asarray(open_rgb(source).resize((size, size), Image.BILINEAR), dtype=np.uint8)
 
 
+def scaled(rgb: np.ndarray, scale: float) -> np.ndarray:
+    """An H x W x 3 uint8 image resized by `scale` (bilinear, at least 1 px a side)."""
+    height, width = rgb.shape[:2]
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return np.asarray(Image.fromarray(rgb).resize(size, Image.BILINEAR))
+
+
 def _cache_file(paths: list[str], size: int) -> Path:
     root = Path(os.environ.get("AGEGENDER_CACHE", Path.home() / ".cache" / "agegender"))
     key = hashlib.sha1()
