@@ -217,8 +217,8 @@ def test_a_cosine_run_with_stronger_augmentation_resumes_on_the_same_schedule(tm
     assert logged[0] == pytest.approx(recipe.learning_rate) and logged[3] < logged[1] < logged[0]
 
 
-def test_a_run_with_balanced_gender_and_age_losses_trains_resumes_and_records_them(tmp_path, utk_folder):
-    recipe = TINY.with_overrides(gender_balance=0.5, age_balance=0.5)
+def test_a_run_with_balanced_losses_and_sharpness_aware_steps_trains_resumes_and_records_them(tmp_path, utk_folder):
+    recipe = TINY.with_overrides(gender_balance=0.5, age_balance=0.5, sam_radius=0.05)
     out = tmp_path / "balanced"
     with pytest.raises(RunError, match="interrupted after epoch 2"):
         train(recipe, str(utk_folder), out, overrides={"epochs": 3}, verbose=0, extra_callbacks=[_Interrupt()])
@@ -226,6 +226,7 @@ def test_a_run_with_balanced_gender_and_age_losses_trains_resumes_and_records_th
     assert metrics["epochs_run"] == 3
     assert json.loads((out / "config.json").read_text())["recipe"]["gender_balance"] == 0.5
     assert json.loads((out / "config.json").read_text())["recipe"]["age_balance"] == 0.5
+    assert json.loads((out / "config.json").read_text())["recipe"]["sam_radius"] == 0.05
     assert np.isfinite(pd.read_csv(out / "history.csv")["gender_loss"]).all()
 
 

@@ -10,6 +10,7 @@ from keras import layers, regularizers
 
 from . import dlib_resnet, teacher
 from .recipes import Recipe
+from .sharpness import use_sharpness_aware_steps
 
 
 class WeightsError(ValueError):
@@ -225,3 +226,5 @@ def compile_model(model: keras.Model, recipe: Recipe, steps_per_epoch: int = 1) 
         metrics={"gender": [_soft_target_accuracy if recipe.teacher_outputs else "accuracy"], "age": ["mae"]},
         jit_compile=recipe.xla,
     )
+    if recipe.sam_radius:
+        use_sharpness_aware_steps(model, recipe.sam_radius)

@@ -61,6 +61,10 @@ class Recipe:
     # loss weights alike, by a share drawn from Beta(mixup, mixup); 0 is off, 0.2 the paper's usual. A regulariser
     # for noisy labels; at 0.2 it cost dlib's fine-tuned network a fifth of a year of age (accuracy.md row 44).
     mixup: float = 0.0
+    # Sharpness-aware minimisation (Foret et al. 2021; sharpness.py): each step's gradient is taken where the loss
+    # rises most within this distance of the weights (the paper's rho; 0.05 its usual), for flat minima that
+    # generalise and resist noisy labels. 0 is off; otherwise each step costs two passes.
+    sam_radius: float = 0.0
     # Fine-tuning: backbone layers frozen from the input side (xception and dlib_resnet), and whether every
     # Xception BatchNorm stays frozen in inference mode (ImageNet statistics and scales) while the rest trains.
     frozen_layers: int = 0
@@ -180,6 +184,8 @@ class Recipe:
         if self.mixup and self.race_auxiliary:
             raise ValueError("mixup blends targets, and race labels are classes that cannot be blended: "
                              "use mixup or race_auxiliary, not both")
+        if not 0.0 <= self.sam_radius < float("inf"):
+            raise ValueError(f"sam_radius={self.sam_radius}: expected a distance of 0 (off) or more")
         if not 0.0 < self.train_fraction <= 1.0:
             raise ValueError(f"train_fraction={self.train_fraction}: expected a share above 0, at most 1")
         if self.refit and (self.schedule == "plateau" or self.early_stopping_patience):
