@@ -88,7 +88,7 @@ def test_a_run_refused_for_its_backbone_weights_leaves_no_folder_behind(tmp_path
 
 
 def test_larger_faces_go_through_the_same_weights_and_warm_start_from_a_150_px_run(tmp_path):
-    from agegender.train import _load_start_weights
+    from agegender.train import load_start_weights
 
     native = build_model(get_recipe("dlib-resnet"))
     recipe = get_recipe("dlib-resnet").with_overrides(image_size=176)
@@ -96,7 +96,7 @@ def test_larger_faces_go_through_the_same_weights_and_warm_start_from_a_150_px_r
     assert larger.input_shape == (None, 176, 176, 3) and larger.count_params() == native.count_params()
     (tmp_path / "native").mkdir()
     native.save(tmp_path / "native" / "best.keras")
-    assert _load_start_weights(larger, tmp_path / "native", recipe) == []
+    assert load_start_weights(larger, tmp_path / "native", recipe) == []
     for ours, theirs in zip(larger.get_weights(), native.get_weights()):
         assert np.array_equal(ours, theirs)
     outputs = larger(np.zeros((2, 176, 176, 3), "float32"))
@@ -104,7 +104,7 @@ def test_larger_faces_go_through_the_same_weights_and_warm_start_from_a_150_px_r
 
 
 def test_a_block_left_out_keeps_every_other_layer_and_its_dlib_weights(tmp_path):
-    from agegender.train import _load_start_weights
+    from agegender.train import load_start_weights
 
     full = build_model(get_recipe("dlib-resnet"))
     recipe = get_recipe("dlib-resnet").with_overrides(dropped_blocks="13")
@@ -119,7 +119,7 @@ def test_a_block_left_out_keeps_every_other_layer_and_its_dlib_weights(tmp_path)
     # A warm start from the whole network sets the block's weights aside and takes every other layer.
     (tmp_path / "full").mkdir()
     full.save(tmp_path / "full" / "best.keras")
-    assert _load_start_weights(trimmed, tmp_path / "full", recipe) == []
+    assert load_start_weights(trimmed, tmp_path / "full", recipe) == []
     assert np.array_equal(trimmed.get_layer("gender").get_weights()[0], full.get_layer("gender").get_weights()[0])
     for wrong in ("4", "14", "0"):  # blocks that downsample or widen cannot be left out
         with pytest.raises(ValueError, match="that keep their input's shape"):

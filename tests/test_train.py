@@ -232,7 +232,7 @@ def test_a_run_with_balanced_losses_and_sharpness_aware_steps_trains_resumes_and
 
 def test_a_run_that_drops_xception_blocks_starts_from_one_that_has_them(tmp_path):
     from agegender.models import build_model
-    from agegender.train import StartWeightsError, _load_start_weights
+    from agegender.train import StartWeightsError, load_start_weights
 
     recipe = get_recipe("xception").with_overrides(image_size=71)
     keras.utils.set_random_seed(0)
@@ -241,7 +241,7 @@ def test_a_run_that_drops_xception_blocks_starts_from_one_that_has_them(tmp_path
     start.save(tmp_path / "full" / "best.keras")
     trimmed_recipe = recipe.with_overrides(dropped_blocks="7,11")
     trimmed = build_model(trimmed_recipe)
-    assert _load_start_weights(trimmed, tmp_path / "full", trimmed_recipe) == []
+    assert load_start_weights(trimmed, tmp_path / "full", trimmed_recipe) == []
     for name in ("block5_sepconv1", "block12_sepconv3_bn", "block14_sepconv2"):
         for a, b in zip(trimmed.get_layer("xception").get_layer(name).weights,
                         start.get_layer("xception").get_layer(name).weights):
@@ -252,11 +252,11 @@ def test_a_run_that_drops_xception_blocks_starts_from_one_that_has_them(tmp_path
     (tmp_path / "trimmed").mkdir()
     trimmed.save(tmp_path / "trimmed" / "best.keras")
     with pytest.raises(StartWeightsError, match="block7_sepconv1"):
-        _load_start_weights(build_model(recipe), tmp_path / "trimmed", recipe)
+        load_start_weights(build_model(recipe), tmp_path / "trimmed", recipe)
     # Dropping fewer blocks than the start lacks is refused the same way.
     fewer = recipe.with_overrides(dropped_blocks="7")
     with pytest.raises(StartWeightsError, match="block11_sepconv1"):
-        _load_start_weights(build_model(fewer), tmp_path / "trimmed", fewer)
+        load_start_weights(build_model(fewer), tmp_path / "trimmed", fewer)
 
 
 def test_a_warm_start_knows_the_same_images_under_another_spelling_of_their_path(trained_run, monkeypatch):

@@ -205,7 +205,7 @@ def _fit(recipe: Recipe, config: dict, out: Path, verbose, extra_callbacks: list
     model = build_model(recipe, config.get("backbone_weights"), mean, variance)
     done = _last_backed_up_epoch(out)
     if config.get("init_from") and not done:  # past epoch 0, BackupAndRestore brings the run's own weights
-        config["fresh_layers"] = _load_start_weights(model, Path(config["init_from"]), recipe)
+        config["fresh_layers"] = load_start_weights(model, Path(config["init_from"]), recipe)
         (out / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
     compile_model(model, recipe, steps_per_epoch=-(-len(train_pixels) // recipe.batch_size))
     sigma = recipe.age_sigma if recipe.has_age_distribution else None
@@ -330,7 +330,7 @@ def _start_pairs(model: keras.Model, start: keras.Model, dropped):
     yield from ((name, None, source) for name, source in start_layers.items())
 
 
-def _load_start_weights(model: keras.Model, run: Path, recipe: Recipe) -> list[str]:
+def load_start_weights(model: keras.Model, run: Path, recipe: Recipe) -> list[str]:
     """Start `model` from `run`'s best checkpoint, layer by layer; returns the layers that start fresh.
 
     Every layer with weights must find one of the same name and weight shapes in the checkpoint, and every
