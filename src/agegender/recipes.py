@@ -62,8 +62,10 @@ class Recipe:
     # for noisy labels; at 0.2 it cost dlib's fine-tuned network a fifth of a year of age (accuracy.md row 44).
     mixup: float = 0.0
     # Sharpness-aware minimisation (Foret et al. 2021; sharpness.py): each step's gradient is taken where the loss
-    # rises most within this distance of the weights (the paper's rho; 0.05 its usual), for flat minima that
-    # generalise and resist noisy labels. 0 is off; otherwise each step costs two passes.
+    # rises most within this distance of the weights (the paper's rho), for flat minima that generalise and resist
+    # noisy labels. 0 is off; otherwise each step costs two passes. The paper's usual 0.05 is far too much for
+    # dlib's fine-tuned network (benchmarks/sharpness_radius.py); at 0.005 for it and 0.02 for the Xception it
+    # changed nothing beyond seed noise (accuracy.md rows 45-46).
     sam_radius: float = 0.0
     # Fine-tuning: backbone layers frozen from the input side (xception and dlib_resnet), and whether every
     # Xception BatchNorm stays frozen in inference mode (ImageNet statistics and scales) while the rest trains.
