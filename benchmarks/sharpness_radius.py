@@ -39,6 +39,7 @@ def main() -> None:
     from agegender.models import build_model, compile_model
     from agegender.pipeline import make_dataset
     from agegender.recipes import get_recipe
+    from agegender.sharpness import moved_uphill
     from agegender.train import load_start_weights
 
     recipe = get_recipe(args.recipe)
@@ -64,16 +65,8 @@ def main() -> None:
         for x, y in batches:
             with tf.GradientTape() as tape:
                 before = loss(x, y)
-            gradients = tape.gradient(before, weights)
-            norm = tf.linalg.global_norm(gradients)
-            moves = [None if g is None else g * (radius / norm) for g in gradients]
-            for weight, move in zip(weights, moves):
-                if move is not None:
-                    weight.assign_add(move)
-            rises.append(float(loss(x, y)) / float(before))
-            for weight, move in zip(weights, moves):
-                if move is not None:
-                    weight.assign_sub(move)
+            with moved_uphill(weights, tape.gradient(before, weights), radius):
+                rises.append(float(loss(x, y)) / float(before))
         print(f"radius {radius}: loss x {np.mean(rises):.2f} (batches {np.min(rises):.2f}-{np.max(rises):.2f})")
 
 
