@@ -230,6 +230,33 @@ def test_a_run_with_balanced_losses_and_sharpness_aware_steps_trains_resumes_and
     assert np.isfinite(pd.read_csv(out / "history.csv")["gender_loss"]).all()
 
 
+def _largest_change(run: Path, start: Path) -> float:
+    after = keras.models.load_model(run / "best.keras", compile=False)
+    before = keras.models.load_model(start / "best.keras", compile=False)
+    return max(float(np.abs(keras.ops.convert_to_numpy(a) - keras.ops.convert_to_numpy(b)).max())
+               for a, b in zip(after.trainable_weights, before.trainable_weights))
+
+
+def test_averaged_weights_are_what_a_run_keeps_also_across_an_interruption(tmp_path, trained_run, utk_folder):
+    # An average that keeps 0.999999 of itself each step stays where it began, at the weights after the first
+    # step (Adam's first step moves each weight by at most the learning rate), while training moves the weights
+    # themselves: the checkpoint must hold the average, also after a resume (where swapping the two wrongly would
+    # leave the weights trained up to the interruption in it).
+    averaged = TINY.with_overrides(ema_momentum=0.999999)
+    out = tmp_path / "averaged"
+    with pytest.raises(RunError, match="interrupted after epoch 2"):
+        train(averaged, str(utk_folder), out, overrides={"epochs": 3}, verbose=0, init_from=trained_run,
+              extra_callbacks=[_Interrupt()])
+    train(averaged, None, out, resume=True, verbose=0)
+    history = pd.read_csv(out / "history.csv")
+    assert history["loss"].iloc[-1] < history["loss"].iloc[0]  # the weights themselves did train
+    one_step = 1.01 * averaged.learning_rate
+    assert _largest_change(out, trained_run) < one_step
+
+    train(TINY, str(utk_folder), tmp_path / "plain", overrides={"epochs": 3}, verbose=0, init_from=trained_run)
+    assert _largest_change(tmp_path / "plain", trained_run) > 3 * one_step
+
+
 def test_a_run_that_drops_xception_blocks_starts_from_one_that_has_them(tmp_path):
     from agegender.models import build_model
     from agegender.train import StartWeightsError, load_start_weights

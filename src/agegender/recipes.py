@@ -67,6 +67,10 @@ class Recipe:
     # dlib's fine-tuned network (benchmarks/sharpness_radius.py); at 0.005 for it and 0.02 for the Xception it
     # changed nothing beyond seed noise (accuracy.md rows 45-46).
     sam_radius: float = 0.0
+    # Polyak averaging (an exponential moving average of the weights over the steps, Polyak and Juditsky 1992):
+    # validation, the best checkpoint and the result use the average, training steps the weights themselves.
+    # 0 is off; 0.999 averages over about the last 1,000 steps (two epochs of UTKFace's training part at 32).
+    ema_momentum: float = 0.0
     # Fine-tuning: backbone layers frozen from the input side (xception and dlib_resnet), and whether every
     # Xception BatchNorm stays frozen in inference mode (ImageNet statistics and scales) while the rest trains.
     frozen_layers: int = 0
@@ -188,6 +192,9 @@ class Recipe:
                              "use mixup or race_auxiliary, not both")
         if not 0.0 <= self.sam_radius < float("inf"):
             raise ValueError(f"sam_radius={self.sam_radius}: expected a distance of 0 (off) or more")
+        if not 0.0 <= self.ema_momentum < 1.0:
+            raise ValueError(f"ema_momentum={self.ema_momentum}: expected 0 (off) or a share of the average kept "
+                             "at each step, below 1")
         if not 0.0 < self.train_fraction <= 1.0:
             raise ValueError(f"train_fraction={self.train_fraction}: expected a share above 0, at most 1")
         if self.refit and (self.schedule == "plateau" or self.early_stopping_patience):

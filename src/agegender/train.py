@@ -52,6 +52,19 @@ class EpochClock(keras.callbacks.Callback):
         logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
 
 
+class AveragedWeightsAtEpochEnd(keras.callbacks.SwapEMAWeights):
+    """With `ema_momentum`: the averaged weights are in the model for validation and for every callback after
+    this one at an epoch's end (the best checkpoint, the backup), the trained ones during the epoch.
+
+    A resumed run starts from a backup written with the averages in the model and the trained weights in the
+    optimizer's slots for the averages, so they are swapped back before its first epoch as after any other.
+    """
+
+    def __init__(self, resumed: bool):
+        super().__init__(swap_on_epoch=True)
+        self._ema_weights_in_model = resumed
+
+
 def _hardware() -> str:
     return f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()}"
 
@@ -238,6 +251,8 @@ def _fit(recipe: Recipe, config: dict, out: Path, verbose, extra_callbacks: list
             min_lr=recipe.min_learning_rate))
     if recipe.early_stopping_patience:
         callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=recipe.early_stopping_patience))
+    if recipe.ema_momentum:
+        callbacks.append(AveragedWeightsAtEpochEnd(resumed=done > 0))
     # A refit has no validation to choose on: its checkpoint is simply the last epoch.
     callbacks += [
         keras.callbacks.ModelCheckpoint(str(out / BEST), monitor="loss" if recipe.refit else "val_loss",
