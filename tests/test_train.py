@@ -255,6 +255,8 @@ def test_averaged_weights_are_what_a_run_keeps_also_across_an_interruption(tmp_p
 
     train(TINY, str(utk_folder), tmp_path / "plain", overrides={"epochs": 3}, verbose=0, init_from=trained_run)
     assert _largest_change(tmp_path / "plain", trained_run) > 3 * one_step
+    with pytest.raises(ValueError, match="ema_momentum=1.0"):  # an average that never moves
+        TINY.with_overrides(ema_momentum=1.0)
 
 
 def test_a_run_that_drops_xception_blocks_starts_from_one_that_has_them(tmp_path):

@@ -220,8 +220,8 @@ def compile_model(model: keras.Model, recipe: Recipe, steps_per_epoch: int = 1) 
     if recipe.race_auxiliary:
         loss[RACE] = "sparse_categorical_crossentropy"  # faces without a race label weigh 0 (pipeline.py)
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate(recipe, steps_per_epoch), use_ema=bool(recipe.ema_momentum),
-                                        ema_momentum=recipe.ema_momentum or 0.99),
+        optimizer=keras.optimizers.Adam(learning_rate(recipe, steps_per_epoch), use_ema=recipe.ema_momentum > 0,
+                                        ema_momentum=recipe.ema_momentum),
         loss=loss,
         loss_weights={name: recipe.loss_weights.get(name, 1.0) for name in loss},
         metrics={"gender": [_soft_target_accuracy if recipe.teacher_outputs else "accuracy"], "age": ["mae"]},
