@@ -39,8 +39,8 @@ def main() -> None:
     parser.add_argument("--split-name", default="val")
     args = parser.parse_args()
 
-    model = AgeGenderModel(args.model, flip=False)
-    model.gender_temperature = None  # averaged raw, as the flip averages before the temperature
+    model = AgeGenderModel(args.model, flip=True)
+    model.gender_temperature = None  # views are averaged raw, as the flip averages before the temperature
     split = protocol_split(read_dataset(args.data), "holdout", Recipe.seed)
     rows = split[split["split"] == args.split_name].reset_index(drop=True)
     chips, readable = load_crops(rows["path"].tolist(), CHIP)
@@ -49,9 +49,7 @@ def main() -> None:
 
     outputs = {}  # view name -> (ages, female probabilities), mirror image averaged in
     for name, (share, shift) in VIEWS.items():
-        pixels = view(chips, share, shift, model.image_size)
-        both = model.predict_pixels(np.concatenate([pixels, pixels[:, :, ::-1]]))
-        outputs[name] = tuple((values[:len(pixels)] + values[len(pixels):]) / 2 for values in both)
+        outputs[name] = model.predict_pixels(view(chips, share, shift, model.image_size))
 
     def scores(names: list[str]) -> str:
         age = np.mean([outputs[name][0] for name in names], axis=0)
