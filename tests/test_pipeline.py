@@ -113,3 +113,24 @@ def test_mixup_blends_each_face_with_another_pixels_targets_and_weights_alike():
         recipe.with_overrides(race_auxiliary=True)
     with pytest.raises(ValueError, match="mixup=-1"):
         recipe.with_overrides(mixup=-1.0)
+
+
+def test_random_erasing_replaces_one_rectangle_of_some_faces_with_noise():
+    recipe = get_recipe("seed-a").with_overrides(rotation_degrees=0.0, shift_fraction=0.0, horizontal_flip=False,
+                                                 random_erasing=0.5)
+    pixels = np.full((64, 40, 40, 3), 128, np.uint8)
+    images = np.asarray(next(iter(make_dataset(pixels, np.ones(64), np.zeros(64), batch_size=64, recipe=recipe,
+                                               training=True, seed=5)))[0])
+    changed = (images != 128).any(axis=3)
+    erased = changed.any(axis=(1, 2))
+    assert 16 < erased.sum() < 48  # about half the faces
+    for mask in changed[erased]:
+        rows, columns = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+        box = mask[rows[0]:rows[-1] + 1, columns[0]:columns[-1] + 1]
+        assert box.mean() > 0.95  # one filled rectangle (a noise pixel may draw 128 itself)
+        assert 0.01 < box.size / mask.size < 0.45
+    assert images[erased].std() > 30  # random pixels, not a flat patch
+    plain = next(iter(make_dataset(pixels, np.ones(64), np.zeros(64), batch_size=64, recipe=recipe)))
+    assert np.array_equal(np.asarray(plain[0]), pixels.astype("float32"))  # never at validation
+    with pytest.raises(ValueError, match="random_erasing=1.5"):
+        recipe.with_overrides(random_erasing=1.5)

@@ -73,11 +73,14 @@ def make_dataset(pixels: np.ndarray, ages: np.ndarray, genders: np.ndarray, batc
         indices = indices.shuffle(len(pixels), seed=seed, reshuffle_each_iteration=True)
     augment = augmenter(recipe, seed) if training and recipe is not None else None
     mix = recipe.mixup if training and recipe is not None else 0.0
+    erase = recipe.random_erasing if training and recipe is not None else 0.0
 
     def gather(batch_indices):
         batch = tf.cast(tf.gather(images, batch_indices), tf.float32)
         if augment is not None:
             batch = augment(batch, training=True)
+        if erase:
+            batch = random_erasing(batch, erase, seed)
         batch_targets = {name: tf.gather(values, batch_indices) for name, values in targets.items()}
         ones = tf.ones_like(batch_indices, tf.float32)
         weights = {name: tf.gather(face_weights[name], batch_indices) if name in face_weights else ones
@@ -102,6 +105,28 @@ def mixup(batch, targets: dict, weights: dict, alpha: float, seed: int):
         return own * values + (1 - own) * tf.gather(values, partner)
     return (blend(batch), {name: blend(values) for name, values in targets.items()},
             {name: blend(values) for name, values in weights.items()})
+
+
+def random_erasing(batch, probability: float, seed: int, areas=(0.02, 0.4), aspects=(0.3, 1 / 0.3)):
+    """Each face, with `probability`, with one rectangle of `areas` of it (height / width in `aspects`, drawn
+    log-uniformly) replaced by uniform random pixels 0-255 (Zhong et al. 2020). Where a drawn rectangle does not
+    fit, its sides are cut to the face's."""
+    shape = tf.shape(batch)
+    size, height, width = shape[0], tf.cast(shape[1], tf.float32), tf.cast(shape[2], tf.float32)
+    area = tf.random.uniform([size], *areas, seed=seed + 9) * height * width
+    aspect = tf.exp(tf.random.uniform([size], np.log(aspects[0]), np.log(aspects[1]), seed=seed + 10))
+    box_height = tf.minimum(tf.sqrt(area * aspect), height)
+    box_width = tf.minimum(tf.sqrt(area / aspect), width)
+    top = tf.random.uniform([size], seed=seed + 11) * (height - box_height)
+    left = tf.random.uniform([size], seed=seed + 12) * (width - box_width)
+    erased = tf.random.uniform([size], seed=seed + 13) < probability
+    rows = tf.range(height)[None, :]
+    columns = tf.range(width)[None, :]
+    inside_rows = (rows >= top[:, None]) & (rows < (top + box_height)[:, None])
+    inside_columns = (columns >= left[:, None]) & (columns < (left + box_width)[:, None])
+    mask = inside_rows[:, :, None] & inside_columns[:, None, :] & erased[:, None, None]
+    noise = tf.random.uniform(shape, 0.0, 255.0, seed=seed + 14)
+    return tf.where(mask[..., None], noise, batch)
 
 
 def channel_statistics(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -61,6 +61,10 @@ class Recipe:
     # loss weights alike, by a share drawn from Beta(mixup, mixup); 0 is off, 0.2 the paper's usual. A regulariser
     # for noisy labels; at 0.2 it cost dlib's fine-tuned network a fifth of a year of age (accuracy.md row 44).
     mixup: float = 0.0
+    # Random erasing (Zhong et al. 2020): each training face, with this probability, has one rectangle of 2-40% of
+    # its area (aspect 0.3-3.3) replaced by random pixels, so that no single region (eyes, hair, beard) is read
+    # alone: a regulariser for occlusions. 0 is off, 0.5 the paper's usual.
+    random_erasing: float = 0.0
     # Sharpness-aware minimisation (Foret et al. 2021; sharpness.py): each step's gradient is taken where the loss
     # rises most within this distance of the weights (the paper's rho), for flat minima that generalise and resist
     # noisy labels. 0 is off; otherwise each step costs two passes. The paper's usual 0.05 is far too much for
@@ -189,6 +193,8 @@ class Recipe:
                 raise ValueError(f"{name}={getattr(self, name)}: expected a number from 0 to 1")
         if not 0.0 <= self.mixup < float("inf"):
             raise ValueError(f"mixup={self.mixup}: expected the Beta distribution's parameter, above 0 (0: off)")
+        if not 0.0 <= self.random_erasing <= 1.0:
+            raise ValueError(f"random_erasing={self.random_erasing}: expected a probability from 0 to 1")
         if self.mixup and self.race_auxiliary:
             raise ValueError("mixup blends targets, and race labels are classes that cannot be blended: "
                              "use mixup or race_auxiliary, not both")
