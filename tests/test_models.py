@@ -158,3 +158,23 @@ def test_the_age_loss_can_be_the_absolute_error_in_years():
     assert losses["l1"][0] == pytest.approx(np.mean(np.abs(losses["l1"][1] - ages)), rel=1e-4)
     with pytest.raises(ValueError, match="age_loss='huber': expected one of mse, l1"):
         get_recipe("seed-a").with_overrides(age_loss="huber")
+
+
+def test_gender_label_smoothing_aims_the_loss_between_the_labels():
+    from agegender.models import compile_model
+
+    images = np.random.default_rng(0).uniform(0, 255, (8, 32, 32, 3)).astype("float32")
+    genders = (np.arange(8) % 2).astype("float32").reshape(8, 1)
+    for smoothing in (0.0, 0.2):
+        recipe = get_recipe("seed-a").with_overrides(image_size=32, gender_label_smoothing=smoothing, xla=False)
+        keras.utils.set_random_seed(0)
+        model = build_model(recipe, mean=[128.0] * 3, variance=[4000.0] * 3)
+        compile_model(model, recipe)
+        female = np.clip(model.predict(images, verbose=0)["gender"], 1e-7, 1 - 1e-7)
+        result = model.evaluate(images, {"gender": genders, "age": np.full((8, 1), 30.0)}, verbose=0,
+                                return_dict=True)
+        target = genders * (1 - smoothing) + smoothing / 2
+        expected = -np.mean(target * np.log(female) + (1 - target) * np.log(1 - female))
+        assert result["gender_loss"] == pytest.approx(expected, rel=1e-4)
+    with pytest.raises(ValueError, match="gender_label_smoothing=1.0"):
+        get_recipe("seed-a").with_overrides(gender_label_smoothing=1.0)
