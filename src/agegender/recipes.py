@@ -112,7 +112,8 @@ class Recipe:
     race_auxiliary: bool = False
     # Label smoothing of the gender targets (Szegedy et al. 2016; against noisy labels, Lukasik et al. 2020): the
     # loss aims at gender_label_smoothing / 2 and 1 - gender_label_smoothing / 2 instead of 0 and 1, so that a face
-    # whose label is wrong pulls less. 0 is off, 0.1 the usual; `calibrate` refits the probabilities after.
+    # whose label is wrong pulls less. 0 is off, 0.1 the usual; `calibrate` refits the probabilities after. At 0.1
+    # for the Xception's third stage it changed nothing beyond seed noise (accuracy.md row 50).
     gender_label_smoothing: float = 0.0
     loss_weights: dict = field(default_factory=lambda: {"gender": 1.0, "age": 1.0})
     # Each training face's gender loss weighted by (faces in its age bracket)^-gender_balance, rescaled to a
