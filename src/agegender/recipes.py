@@ -64,7 +64,8 @@ class Recipe:
     # Random erasing (Zhong et al. 2020): each training face, with this probability, has one rectangle of 2-40% of
     # its area (aspect 0.3-3.3) replaced by random pixels, so that no single region (eyes, hair, beard) is read
     # alone: a regulariser for occlusions. 0 is off, 0.5 the paper's usual. At 0.5 it cost dlib's fine-tuned network
-    # half a point of gender and 0.08 years on UTKFace's unoccluded chips (accuracy.md row 49).
+    # half a point of gender and 0.08 years on UTKFace's unoccluded chips; the Xception's third stage read the same
+    # in the pair with it (accuracy.md rows 49, 51).
     random_erasing: float = 0.0
     # Sharpness-aware minimisation (Foret et al. 2021; sharpness.py): each step's gradient is taken where the loss
     # rises most within this distance of the weights (the paper's rho), for flat minima that generalise and resist
