@@ -210,7 +210,8 @@ _soft_target_accuracy.__name__ = "accuracy"  # the same history column as the la
 
 
 def compile_model(model: keras.Model, recipe: Recipe, steps_per_epoch: int = 1) -> None:
-    loss = {"gender": keras.losses.BinaryCrossentropy(label_smoothing=recipe.gender_label_smoothing), "age": {"mse": "mse", "l1": "mae"}[recipe.age_loss]}
+    loss = {"gender": keras.losses.BinaryCrossentropy(label_smoothing=recipe.gender_label_smoothing),
+            "age": {"mse": "mse", "l1": "mae"}[recipe.age_loss]}
     if recipe.has_age_distribution:
         loss["age_distribution"] = "kl_divergence"
     if recipe.age_output == "distribution":

@@ -203,7 +203,8 @@ class Recipe:
         if not 0.0 <= self.random_erasing <= 1.0:
             raise ValueError(f"random_erasing={self.random_erasing}: expected a probability from 0 to 1")
         if not 0.0 <= self.gender_label_smoothing < 1.0:
-            raise ValueError(f"gender_label_smoothing={self.gender_label_smoothing}: expected a share from 0 to below 1")
+            raise ValueError(f"gender_label_smoothing={self.gender_label_smoothing}: expected a share from 0 to "
+                             "below 1")
         if self.mixup and self.race_auxiliary:
             raise ValueError("mixup blends targets, and race labels are classes that cannot be blended: "
                              "use mixup or race_auxiliary, not both")
