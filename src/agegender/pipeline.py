@@ -71,9 +71,10 @@ def make_dataset(pixels: np.ndarray, ages: np.ndarray, genders: np.ndarray, batc
     indices = tf.data.Dataset.range(len(pixels))
     if training:
         indices = indices.shuffle(len(pixels), seed=seed, reshuffle_each_iteration=True)
-    augment = augmenter(recipe, seed) if training and recipe is not None else None
-    mix = recipe.mixup if training and recipe is not None else 0.0
-    erase = recipe.random_erasing if training and recipe is not None else 0.0
+    augmenting = training and recipe is not None
+    augment = augmenter(recipe, seed) if augmenting else None
+    mix = recipe.mixup if augmenting else 0.0
+    erase = recipe.random_erasing if augmenting else 0.0
 
     def gather(batch_indices):
         batch = tf.cast(tf.gather(images, batch_indices), tf.float32)
