@@ -16,34 +16,17 @@ import json
 import time
 
 import numpy as np
-from PIL import Image, ImageFilter
+from PIL import Image
 
 from agegender.data import protocol_split, read_dataset
 from agegender.faces import DETECTORS, FaceFinder
 from agegender.predictor import AgeGenderModel
+from group_photos import group_photo
 
 PHOTO_SIZE = (1024, 768)
 FACE_SIZES = (80, 120, 160)
 TILTS = (0, 20, 35, 50)
 FACES_PER_PHOTO = 6
-
-
-def group_photo(chips: list[Image.Image], face: int, tilt: float, rng: np.random.Generator):
-    """The photo and where each face's centre lies in it."""
-    width, height = PHOTO_SIZE
-    noise = rng.integers(0, 255, (height // 32, width // 32, 3), dtype=np.uint8)
-    photo = Image.fromarray(noise).resize(PHOTO_SIZE, Image.BICUBIC).filter(ImageFilter.GaussianBlur(3))
-    step, centres = width // len(chips), []
-    for index, chip in enumerate(chips):  # each face in its own column, at a random height
-        chip = chip.resize((face, face), Image.BICUBIC)
-        angle = tilt * rng.choice([-1, 1])
-        mask = Image.new("L", chip.size, 255).rotate(angle, expand=True)
-        chip = chip.rotate(angle, Image.BICUBIC, expand=True)
-        x = index * step + int(rng.integers(0, max(1, step - chip.width)))
-        y = int(rng.integers(0, height - chip.height))
-        photo.paste(chip, (x, y), mask)
-        centres.append((x + chip.width / 2, y + chip.height / 2))
-    return np.asarray(photo), centres
 
 
 def main() -> None:
@@ -65,7 +48,7 @@ def main() -> None:
     for face in FACE_SIZES:
         for tilt in TILTS:
             rng = np.random.default_rng(args.seed)
-            photos = [group_photo(chips[first:first + FACES_PER_PHOTO], face, tilt, rng)
+            photos = [group_photo(chips[first:first + FACES_PER_PHOTO], face, PHOTO_SIZE, rng, tilt)
                       for first in range(0, len(chips), FACES_PER_PHOTO)]
             for name, finder in finders.items():
                 found, false, seconds, crops, which = 0, 0, [], [], []

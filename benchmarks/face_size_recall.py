@@ -17,26 +17,16 @@ import json
 import time
 
 import numpy as np
-from PIL import Image, ImageFilter
+from PIL import Image
 
 from agegender.data import read_dataset
 from agegender.faces import FaceFinder
 from agegender.predictor import AgeGenderModel
+from group_photos import group_photo
 
 PHOTO_SIZES = ((1024, 768), (2000, 1500), (4000, 3000))
 FACE_SIZES = (60, 80, 120, 160, 240, 320)
 FACES_PER_PHOTO = 6
-
-
-def group_photo(chips: list[Image.Image], face: int, size: tuple[int, int], rng: np.random.Generator):
-    width, height = size
-    noise = rng.integers(0, 255, (height // 32, width // 32, 3), dtype=np.uint8)
-    photo = Image.fromarray(noise).resize(size, Image.BICUBIC).filter(ImageFilter.GaussianBlur(3))
-    step = width // len(chips)
-    for index, chip in enumerate(chips):  # a row of faces, each in its own column, at a random height
-        x = index * step + int(rng.integers(0, max(1, step - face)))
-        photo.paste(chip.resize((face, face), Image.BICUBIC), (x, int(rng.integers(0, height - face))))
-    return np.asarray(photo)
 
 
 def main() -> None:
@@ -64,7 +54,7 @@ def main() -> None:
                 found, seconds, age_moves, agree = 0, [], [], []
                 for first in range(0, len(chips), FACES_PER_PHOTO):
                     group = chips[first:first + FACES_PER_PHOTO]
-                    photo = group_photo(group, face, photo_size, rng)
+                    photo, _ = group_photo(group, face, photo_size, rng)
                     start = time.perf_counter()
                     try:
                         faces = finder.find(photo)
