@@ -9,7 +9,10 @@ over `--splits` random halvings:
 - the 80% interval's offsets per predicted-age bracket (`calibration.fit_age_intervals`, what `agegender calibrate`
   fits) for each predicted gender apart, against for all faces together, with the share of true ages inside per
   age bracket within each gender;
-- with `--members`, the members' age weight chosen per predicted decade, against the one `--age-weight`.
+- a gender threshold for the faces read as under 10 (half of the shipped model's gender errors are children's),
+  against 0.5;
+- with `--members`, the members' age weight chosen per predicted decade, against the one `--age-weight`, and
+  the members' gender log-odds weighted apart for the faces read as under 10, against equal weights.
 """
 from __future__ import annotations
 
@@ -80,9 +83,20 @@ def main() -> None:
     result["interval_coverage"] = {variant: {key: round(float(np.mean([c[key] for c in runs])), 3) for key in runs[0]}
                                    for variant, runs in coverage.items()}
 
+    is_female, child = (frame["gender"] == 1).to_numpy(), predicted < 10
+    probability, thresholds, right = frame["female_probability"].to_numpy(), np.linspace(0.2, 0.8, 61), []
+    for fit, read in halves(groups, args.splits, 3):
+        best = thresholds[int(np.argmax([((probability >= t) == is_female)[fit & child].sum() for t in thresholds]))]
+        chosen = np.where(child, probability >= best, female)
+        right.append(int((chosen == is_female)[read].sum() - (female == is_female)[read].sum()))
+    result["children_gender_threshold"] = {"faces_read_as_under_10": int(child.sum()),
+                                           "faces_gained_per_half": round(float(np.mean(right)), 2),
+                                           "sd": round(float(np.std(right)), 2)}
+
     if args.members:
-        first, second = (evaluate_frame(AgeGenderModel(path, flip=True), rows)["predicted_age"].to_numpy()
-                         for path in args.members)  # each face and its mirror image, as the pair reads them
+        # each face and its mirror image, as the pair reads them
+        first_frame, second_frame = (evaluate_frame(AgeGenderModel(path, flip=True), rows) for path in args.members)
+        first, second = first_frame["predicted_age"].to_numpy(), second_frame["predicted_age"].to_numpy()
         grid, blended = np.linspace(0, 1, 21), []
         pair = args.age_weight * first + (1 - args.age_weight) * second
         for fit, read in halves(groups, args.splits, 2):
@@ -98,6 +112,17 @@ def main() -> None:
             blended.append(np.abs(ages - true).mean())
         result["member_age_weights"] = {"one_weight": float(np.abs(pair - true).mean()),
                                         "per_decade": float(np.mean(blended)), "per_decade_sd": float(np.std(blended))}
+        odds = [np.log(np.clip(f["female_probability"].to_numpy(), 1e-6, 1 - 1e-6))
+                - np.log(np.clip(1 - f["female_probability"].to_numpy(), 1e-6, 1)) for f in (first_frame, second_frame)]
+        young, equal, right = pair < 10, (odds[0] + odds[1] > 0) == is_female, []
+        for fit, read in halves(groups, args.splits, 4):
+            w = grid[int(np.argmax([(((w * odds[0] + (1 - w) * odds[1]) > 0) == is_female)[fit & young].sum()
+                                    for w in grid]))]
+            weighted = np.where(young, ((w * odds[0] + (1 - w) * odds[1]) > 0) == is_female, equal)
+            right.append(int(weighted[read].sum() - equal[read].sum()))
+        result["member_gender_weights_for_children"] = {
+            "equal_accuracy": round(float(equal.mean()), 4), "faces_gained_per_half": round(float(np.mean(right)), 2),
+            "sd": round(float(np.std(right)), 2)}
     print(json.dumps(result, indent=2))
 
 
