@@ -33,8 +33,9 @@ HALVINGS = 50
 def member_outputs(path: str, rows: pd.DataFrame) -> tuple[list[str], pd.DataFrame, np.ndarray, np.ndarray]:
     """The members' names, the readable rows, and each member's gender log-odds and age per face (2 x N each)."""
     import onnx
-    import onnxruntime
     from onnx import TensorProto, helper
+
+    from agegender.runtime import inference_session
 
     model = AgeGenderModel(path)
     members = model.metadata.get("members", [])
@@ -43,7 +44,7 @@ def member_outputs(path: str, rows: pd.DataFrame) -> tuple[list[str], pd.DataFra
     graph = onnx.load(path)
     names = [f"member{index}/{output}" for index in (0, 1) for output in ("odds", "age")]
     graph.graph.output.extend(helper.make_tensor_value_info(name, TensorProto.FLOAT, None) for name in names)
-    session = onnxruntime.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
+    session = inference_session(graph.SerializeToString())
     pixels, readable = load_crops(rows["path"].tolist(), model.image_size)
     pixels = pixels[readable].astype(np.float32)
     views = [pixels, pixels[:, :, ::-1]] if model.flip else [pixels]

@@ -41,12 +41,11 @@ class _Model:
     """One BlazeFace network: a square input of `size` px and its SSD anchors (centres only; fixed size)."""
 
     def __init__(self, path: Path, size: int, grids: tuple[tuple[int, int], ...]):
-        import onnxruntime
+        from .runtime import inference_session
 
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = 1  # a few milliseconds a call: more threads cost more than they save
         try:
-            self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            # One thread: a few milliseconds a call, so more threads cost more than they save.
+            self.session = inference_session(path, threads=1)
         except Exception as error:  # noqa: BLE001 - a missing or damaged file, whatever onnxruntime calls it
             raise ModelError(f"BlazeFace's model {path} cannot be loaded ({error}".splitlines()[0] + "); reinstall "
                              "agegender, or search with dlib's HOG detector alone (--detector hog)") from None

@@ -62,10 +62,10 @@ class AgeGenderModel:
     def __init__(self, model_path: str | Path | None = None, flip: bool | None = None):
         self.path = resolve_model_path(model_path)
         if self.path.suffix == ".onnx":
-            import onnxruntime
+            from .runtime import inference_session
 
             try:
-                self._session = onnxruntime.InferenceSession(str(self.path), providers=["CPUExecutionProvider"])
+                self._session = inference_session(self.path)
             except Exception as error:  # noqa: BLE001 - any load failure of a foreign file
                 raise ModelError(f"{self.path} is not a loadable ONNX model ({error})".splitlines()[0]) from None
             inputs = self._session.get_inputs()
