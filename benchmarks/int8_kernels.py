@@ -45,14 +45,20 @@ def with_default_kernels(model: AgeGenderModel) -> AgeGenderModel:
     return model
 
 
-def median_ms_per_face(model: AgeGenderModel, pixels: np.ndarray, batch: int, repeats: int) -> float:
-    times = []
-    for start in range(0, min(len(pixels), repeats * batch), batch):
-        chunk = pixels[start:start + batch]
-        begin = time.perf_counter()
-        model.predict_pixels(chunk, batch_size=batch)
-        times.append((time.perf_counter() - begin) / len(chunk))
-    return 1000 * float(np.median(times))
+def median_ms_per_face(models: dict, pixels: np.ndarray, batch: int, repeats: int, turn: int = 20) -> dict:
+    """Each model's median time per face. The models take turns of `turn` runs, so that a machine whose speed
+    drifts slows them alike; not run by run, as a session's idle threads spin for a moment after each run and
+    would slow the other's."""
+    times = {name: [] for name in models}
+    chunks = [pixels[start:start + batch] for start in range(0, min(len(pixels), repeats * batch), batch)]
+    for first in range(0, len(chunks), turn):
+        for name, model in models.items():
+            model.predict_pixels(chunks[first], batch_size=batch)  # wake its threads
+            for chunk in chunks[first:first + turn]:
+                begin = time.perf_counter()
+                model.predict_pixels(chunk, batch_size=batch)
+                times[name].append((time.perf_counter() - begin) / len(chunk))
+    return {name: 1000 * float(np.median(values)) for name, values in times.items()}
 
 
 def main() -> None:
@@ -73,13 +79,13 @@ def main() -> None:
               "flip": sessions["exact"].flip}
     answers = {}
     for name, model in sessions.items():
-        model.predict_pixels(pixels[:32])  # warm-up
         age, female = model.predict_pixels(pixels)
         answers[name] = (age, female)
         report[name] = {"gender_accuracy": float(np.mean((female >= 0.5) == females)),
-                        "age_mae": float(np.mean(np.abs(age - ages))),
-                        "ms_per_face_one_at_a_time": median_ms_per_face(model, pixels, 1, args.repeats),
-                        "ms_per_face_in_batches_of_32": median_ms_per_face(model, pixels, 32, args.repeats // 10)}
+                        "age_mae": float(np.mean(np.abs(age - ages)))}
+    for label, batch, repeats in (("one_at_a_time", 1, args.repeats), ("in_batches_of_32", 32, args.repeats // 4)):
+        for name, ms in median_ms_per_face(sessions, pixels, batch, repeats).items():
+            report[name][f"ms_per_face_{label}"] = ms
     (age_a, female_a), (age_b, female_b) = answers["exact"], answers["default"]
     report["apart"] = {"age_years_mean": float(np.mean(np.abs(age_a - age_b))),
                        "female_probability_mean": float(np.mean(np.abs(female_a - female_b))),
