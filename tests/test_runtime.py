@@ -27,3 +27,14 @@ def test_int8_products_are_exact_on_any_cpu():
     session = inference_session(_int8_matmul_graph(), threads=1)
     result = session.run(None, {"x": np.full((1, INPUTS), 255, np.float32)})[0]
     np.testing.assert_array_equal(result, np.full((1, 4), 255 * 127 * INPUTS, np.float32))
+
+
+def test_the_package_runs_its_models_with_exact_int8_kernels():
+    """On a CPU with VNNI the product above is exact either way, so check the sessions themselves: the shipped
+    model's and BlazeFace's ask for the exact kernels."""
+    from agegender.blazeface import BlazeFace
+    from agegender.predictor import AgeGenderModel
+
+    detector = BlazeFace()
+    for session in (AgeGenderModel()._session, detector.full_range.session, detector.short_range.session):
+        assert session.get_session_options().get_session_config_entry("session.x64quantprecision") == "1"
