@@ -15,7 +15,8 @@ def _int8_matmul_graph() -> bytes:
              helper.make_node("DequantizeLinear", ["x_q", "x_scale", "x_zero"], ["x_dq"]),
              helper.make_node("DequantizeLinear", ["w_q", "w_scale", "w_zero"], ["w"]),
              helper.make_node("MatMul", ["x_dq", "w"], ["y"])]
-    graph = helper.make_graph(nodes, "int8_matmul", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, INPUTS])],
+    graph = helper.make_graph(nodes, "int8_matmul",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, INPUTS])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
                               [numpy_helper.from_array(np.asarray(value), name) for name, value in constants.items()])
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
