@@ -21,7 +21,7 @@ import json
 
 import numpy as np
 
-from agegender.calibration import age_intervals, fit_age_intervals
+from agegender.calibration import age_intervals, fit_age_intervals, logit
 from agegender.data import protocol_split, read_dataset
 from agegender.evaluate import evaluate_frame, group_rows
 from agegender.predictor import AgeGenderModel
@@ -112,8 +112,7 @@ def main() -> None:
             blended.append(np.abs(ages - true).mean())
         result["member_age_weights"] = {"one_weight": float(np.abs(pair - true).mean()),
                                         "per_decade": float(np.mean(blended)), "per_decade_sd": float(np.std(blended))}
-        odds = [np.log(np.clip(f["female_probability"].to_numpy(), 1e-6, 1 - 1e-6))
-                - np.log(np.clip(1 - f["female_probability"].to_numpy(), 1e-6, 1)) for f in (first_frame, second_frame)]
+        odds = [logit(f["female_probability"].to_numpy()) for f in (first_frame, second_frame)]
         young, equal, right = pair < 10, (odds[0] + odds[1] > 0) == is_female, []
         for fit, read in halves(groups, args.splits, 4):
             w = grid[int(np.argmax([(((w * odds[0] + (1 - w) * odds[1]) > 0) == is_female)[fit & young].sum()
