@@ -14,6 +14,7 @@ from .images import load_crops
 from .int8_graph import float_preprocessing
 from .models import TRAINING_ONLY_OUTPUTS
 from .predictor import resolve_model_path
+from .runtime import inference_session
 
 
 def _constant_normalization(layer):
@@ -94,11 +95,10 @@ def static_int8(source: Path, out: Path, calibration: np.ndarray) -> Path:
     gender accuracy on protocol 5k's validation split, percentile ones nothing (benchmarks/quantization.py).
     The input's scaling stays float32 (int8_graph.float_preprocessing)."""
     import onnx
-    import onnxruntime
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quant_pre_process, quantize_static)
 
-    name = onnxruntime.InferenceSession(str(source), providers=["CPUExecutionProvider"]).get_inputs()[0].name
+    name = inference_session(source).get_inputs()[0].name
     # Equal batches: the calibrator stacks per-batch outputs, so a shorter last batch is dropped.
     size = min(16, len(calibration))
     batches = iter([{name: np.asarray(calibration[i:i + size], "float32")}
