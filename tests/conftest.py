@@ -14,6 +14,8 @@ SHARED = Path(__file__).resolve().parents[2] / "shared"
 UTKFACE = SHARED / "datasets" / "utkface"
 XCEPTION_WEIGHTS = SHARED / "weights" / "xception_imagenet_notop.weights.h5"
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "astronaut.jpg"
+# Weights of one Xception middle-flow block: three separable convolutions and their BatchNorms.
+XCEPTION_MIDDLE_BLOCK_PARAMETERS = 3 * (728 * 9 + 728 * 728 + 4 * 728)
 
 
 @pytest.fixture(scope="session", autouse=True)

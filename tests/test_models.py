@@ -4,6 +4,7 @@ import pytest
 
 from agegender.models import WeightsError, build_model
 from agegender.recipes import RECIPES, get_recipe
+from conftest import XCEPTION_MIDDLE_BLOCK_PARAMETERS
 
 
 def test_model_a_matches_the_report():
@@ -127,8 +128,7 @@ def test_dropped_xception_blocks_leave_a_whole_network_with_fewer_weights():
     names = [layer.name for layer in base.layers]
     assert not any(name.startswith(("block6_", "block10_", "block12_")) for name in names)
     assert "block5_sepconv3_bn" in names and "block11_sepconv3_bn" in names and "block13_sepconv1" in names
-    block = 3 * (728 * 9 + 728 * 728 + 4 * 728)  # three separable convolutions and their BatchNorms
-    assert full.count_params() - trimmed.count_params() == 3 * block == 4_855_032
+    assert full.count_params() - trimmed.count_params() == 3 * XCEPTION_MIDDLE_BLOCK_PARAMETERS == 4_855_032
     outputs = trimmed(np.zeros((2, 71, 71, 3), "float32"))
     assert outputs["gender"].shape == (2, 1) and outputs["age"].shape == (2, 1)
     # The kept layers are the full backbone's: a block number outside the middle flow, or any other
